@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python experiments/quickstart.py --workdir runs/dates
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check s2s_jax tests experiments benchmarks
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check s2s_jax tests experiments benchmarks
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,157 @@
+"""Orbax checkpoints of a training run: everything needed to continue it.
+
+Layout in the workdir: ``checkpoints/<step>`` keeps the last K saves and
+``checkpoints_best/<step>`` the single best one by the chosen validation
+metric, in a manager of its own so rotation never removes it. Each save holds
+``state`` (step, params, optimizer state, plateau factor, PRNG key) and
+``meta`` (JSON: the config, the data iterator's state, the loop's
+bookkeeping). Orbax writes into a temporary directory and renames it when
+complete, so a crash mid-save leaves the earlier checkpoints as they were;
+saves are asynchronous and Orbax waits for one to finish before the next.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from s2s_jax.config import Config, config_diff, get_field
+from s2s_jax.errors import CheckpointError, ConfigError
+from s2s_jax.training.step import TrainState
+
+LATEST, BEST = "checkpoints", "checkpoints_best"
+# Fields a resumed run may change: they do not alter what the parameters mean.
+RESUMABLE_FIELDS = ("train.num_steps", "train.num_epochs", "train.max_minutes", "train.quiet", "train.log_every",
+                    "train.eval_every", "train.checkpoint_every", "train.eval_max_examples", "train.parallelism")
+
+
+def state_tree(state: TrainState, rng: jax.Array) -> dict[str, Any]:
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "lr_scale": state.lr_scale, "rng": jax.random.key_data(rng)}
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): tuple(getattr(x, "shape", ())) for path, x in flat}
+
+
+def check_compatible(saved: Config, current: Config, where: str) -> None:
+    """Refuse a checkpoint written for another model or vocabulary, naming the field."""
+    fields = [f for f in config_diff(saved, current)
+              if f.startswith(("model.", "data.tokenizer", "data.vocab_size", "data.joint_vocab", "data.source",
+                               "data.lowercase", "data.src_lang", "data.tgt_lang"))
+              and f not in ("model.dropout", "model.remat", "model.dtype")]
+    if fields:
+        f = fields[0]
+        raise CheckpointError(f"{where} was written with {f}={get_field(saved, f)!r}, "
+                              f"but this config has {f}={get_field(current, f)!r}.")
+
+
+class Checkpointer:
+    def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+        self.workdir = os.path.abspath(workdir)
+        opts = dict(enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True)
+        self.latest = ocp.CheckpointManager(os.path.join(self.workdir, LATEST),
+                                            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
+        self.best = ocp.CheckpointManager(os.path.join(self.workdir, BEST),
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+
+    def _manager(self, which: str | int) -> tuple[ocp.CheckpointManager, int | None]:
+        if which == "best":
+            return self.best, self.best.latest_step()
+        if which == "latest":
+            return self.latest, self.latest.latest_step()
+        step = int(which)
+        if step in self.latest.all_steps():
+            return self.latest, step
+        if step in self.best.all_steps():
+            return self.best, step
+        return self.latest, None
+
+    def steps(self) -> list[int]:
+        return sorted(set(self.latest.all_steps()) | set(self.best.all_steps()))
+
+    def save(self, state: TrainState, rng: jax.Array, meta: dict[str, Any], best: bool = False) -> None:
+        """Save asynchronously. The arrays are copied first: the next train step donates
+        (reuses) the state's buffers while Orbax may still be reading them."""
+        tree = jax.tree_util.tree_map(jnp.copy, state_tree(state, rng))
+        args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
+        step = int(state.step)
+        (self.best if best else self.latest).save(step, args=args, force=True)
+
+    def restore(self, state: TrainState, rng: jax.Array, which: str | int = "latest"):
+        """(state, rng, meta) restored from checkpoint ``which`` ("latest", "best" or a step)
+        into the structure of ``state``; the checkpoint's config must fit ``state.config``."""
+        manager, step = self._manager(which)
+        if step is None:
+            raise CheckpointError(f"no checkpoint {which!r} in {self.workdir}.")
+        where = f"checkpoint {manager.directory}/{step}"
+        try:
+            meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            saved_cfg = Config.from_dict(meta["config"])
+        except (ConfigError, KeyError, TypeError, ValueError, OSError) as e:
+            raise CheckpointError(f"{where} is unreadable ({_first_line(e)}).") from None
+        check_compatible(saved_cfg, state.config, where)
+        target = state_tree(state, rng)
+        try:
+            shapes = _shapes(manager.item_metadata(step)["state"])
+        except Exception as e:  # Orbax raises many types for damaged files
+            raise CheckpointError(f"{where} is unreadable ({_first_line(e)}).") from None
+        for path, shape in _shapes(target).items():
+            if shapes.get(path) != shape:
+                raise CheckpointError(f"{where} holds {path} of shape {shapes.get(path)}; "
+                                      f"this model needs {shape}.")
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        try:
+            tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as e:
+            raise CheckpointError(f"{where} is unreadable ({_first_line(e)}).") from None
+        state = state.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],
+                              lr_scale=tree["lr_scale"])
+        return state, jax.random.wrap_key_data(tree["rng"]), meta
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def saved_config(workdir: str) -> Config | None:
+    """The config of the run in ``workdir`` (its config.json), if any."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            return Config.from_json(f.read())
+        except ValueError as e:
+            raise ConfigError(f"{path}: not a valid config ({_first_line(e)}).") from None
+
+
+def check_workdir_config(workdir: str, cfg: Config) -> None:
+    """Refuse to train in a workdir that holds a run of another config."""
+    saved = saved_config(workdir)
+    if saved is None:
+        return
+    if cfg.model.src_vocab_size == 0 or cfg.model.tgt_vocab_size == 0:  # sizes resolved from the tokenizer
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, src_vocab_size=cfg.model.src_vocab_size or saved.model.src_vocab_size,
+            tgt_vocab_size=cfg.model.tgt_vocab_size or saved.model.tgt_vocab_size))
+    diff = [f for f in config_diff(saved, cfg) if f not in RESUMABLE_FIELDS and not f.startswith("decode.")]
+    if diff:
+        f = diff[0]
+        raise ConfigError(f"{workdir} holds a run with {f}={get_field(saved, f)!r}, not {get_field(cfg, f)!r}; "
+                          "use another workdir (nothing there was changed).")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,166 @@
+"""The input pipeline: bucket by length, batch, pad, iterate with grain.
+
+Each pair goes to the bucket pair (smallest source bucket >= source length,
+smallest target bucket >= target length + 1); a batch holds pairs of one
+bucket pair and is padded to exactly those lengths, so a run compiles one
+program per bucket pair that occurs. Batches have a fixed number of rows per
+bucket pair (``batch_size`` sentences, or as many as ``batch_tokens`` padded
+tokens allow); the last batch of a bucket is filled with empty rows (all PAD,
+``index`` -1), which the loss and metrics ignore.
+
+Training order: each epoch shuffles with the seed ``(seed, epoch)``, buckets,
+batches, and shuffles the batches, so the order is a function of the seed. The
+iterator's state is ``{"epoch", "batch"}``; restoring it resumes at exactly
+the next batch. On several hosts every host builds the same plan and keeps
+its own slice of each batch's rows.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+
+import grain
+import numpy as np
+
+from s2s_jax.config import DataConfig
+from s2s_jax.data.dataset import TokenizedSplit
+from s2s_jax.errors import ConfigError
+from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedBatch:
+    indices: np.ndarray  # [rows] into the split, -1 for an empty row
+    src_len: int
+    tgt_len: int  # decoder steps; the target array is one longer
+
+
+def bucket_index(lengths: np.ndarray, buckets: tuple[int, ...]) -> np.ndarray:
+    return np.searchsorted(np.asarray(buckets), lengths, side="left")
+
+
+def rows_per_batch(cfg: DataConfig, src_len: int, tgt_len: int, multiple: int = 1) -> int:
+    """Rows of a batch of this shape: ``batch_size``, or the most that fit
+    ``batch_tokens`` padded tokens, rounded down to a multiple of ``multiple``."""
+    if cfg.batch_tokens <= 0:
+        rows = cfg.batch_size
+        if rows % multiple:
+            raise ConfigError(f"data.batch_size={rows} is not divisible by the {multiple} data-parallel devices.")
+        return rows
+    rows = cfg.batch_tokens // max(src_len, tgt_len + 1)
+    return max(multiple, rows - rows % multiple)
+
+
+def make_plan(split: TokenizedSplit, cfg: DataConfig, *, rows: int | None = None, seed: int = 0, epoch: int = 0,
+              shuffle: bool = True, multiple: int = 1) -> list[PlannedBatch]:
+    """The batches of one pass over ``split``. ``rows`` fixes the batch size (evaluation);
+    otherwise :func:`rows_per_batch` decides. Without ``shuffle`` pairs are sorted by length."""
+    buckets = cfg.bucket_lengths
+    src_b = bucket_index(split.src_lengths, buckets)
+    tgt_b = bucket_index(split.tgt_lengths + 1, buckets)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(split)) if shuffle else np.lexsort((split.tgt_lengths, split.src_lengths))
+    groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
+    for i in order:
+        groups[(src_b[i], tgt_b[i])].append(int(i))
+    plan = []
+    for (sb, tb), members in sorted(groups.items()):
+        src_len, tgt_len = buckets[sb], buckets[tb]
+        n = rows or rows_per_batch(cfg, src_len, tgt_len, multiple)
+        for start in range(0, len(members), n):
+            chunk = np.full((n,), -1, np.int64)
+            part = members[start:start + n]
+            chunk[:len(part)] = part
+            plan.append(PlannedBatch(chunk, src_len, tgt_len))
+    if shuffle:
+        plan = [plan[i] for i in rng.permutation(len(plan))]
+    return plan
+
+
+def collate(split: TokenizedSplit, planned: PlannedBatch, process_index: int = 0,
+            process_count: int = 1) -> dict[str, np.ndarray]:
+    """A planned batch (this process's rows of it) as padded arrays:
+    src [rows, src_len], tgt [rows, tgt_len + 1] = BOS y EOS PAD..., index [rows]."""
+    indices = np.array_split(planned.indices, process_count)[process_index]
+    src = np.full((len(indices), planned.src_len), PAD_ID, np.int32)
+    tgt = np.full((len(indices), planned.tgt_len + 1), PAD_ID, np.int32)
+    for row, i in enumerate(indices):
+        if i < 0:
+            continue
+        s, t = split.src[i], split.tgt[i]
+        src[row, :len(s)] = s
+        tgt[row, 0] = BOS_ID
+        tgt[row, 1:len(t) + 1] = t
+        tgt[row, len(t) + 1] = EOS_ID
+    return {"src": src, "tgt": tgt, "index": indices.astype(np.int32)}
+
+
+class BatchIterator:
+    """Endless training batches over epochs, with a checkpointable state."""
+
+    def __init__(self, split: TokenizedSplit, cfg: DataConfig, seed: int, *, multiple: int = 1,
+                 process_index: int = 0, process_count: int = 1, prefetch: int = 4):
+        self.split, self.cfg, self.seed, self.multiple = split, cfg, seed, multiple
+        self.process_index, self.process_count, self.prefetch = process_index, process_count, prefetch
+        self.epoch, self.batch = 0, 0
+        self._iter = None
+        self._plan_len: dict[int, int] = {}
+
+    def _plan(self, epoch: int) -> list[PlannedBatch]:
+        plan = make_plan(self.split, self.cfg, seed=self.seed, epoch=epoch, multiple=self.multiple)
+        self._plan_len[epoch] = len(plan)
+        return plan
+
+    @functools.cached_property
+    def steps_per_epoch(self) -> int:
+        return len(self._plan(0))
+
+    def _start(self) -> None:
+        plan = self._plan(self.epoch)[self.batch:]
+        fn = functools.partial(collate, self.split, process_index=self.process_index,
+                               process_count=self.process_count)
+        ds = grain.MapDataset.source(plan).map(fn)
+        options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=self.prefetch)
+        self._iter = iter(ds.to_iter_dataset(options))
+
+    def __iter__(self) -> BatchIterator:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        while True:
+            if self._iter is None:
+                self._start()
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                self.epoch, self.batch, self._iter = self.epoch + 1, 0, None
+                continue
+            self.batch += 1
+            return batch
+
+    @property
+    def epoch_progress(self) -> float:
+        """Epochs completed, fractional."""
+        n = self._plan_len.get(self.epoch) or len(self._plan(self.epoch))
+        return self.epoch + self.batch / max(n, 1)
+
+    def get_state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.batch, self._iter = int(state["epoch"]), int(state["batch"]), None
+
+
+def eval_batches(split: TokenizedSplit, cfg: DataConfig, *, limit: int = 0, multiple: int = 1,
+                 process_index: int = 0, process_count: int = 1) -> list[dict[str, np.ndarray]]:
+    """The first ``limit`` pairs (0: all) of ``split`` sorted by length into batches of
+    ``eval_batch_size`` rows; ``index`` maps rows back to the split's order."""
+    if limit and limit < len(split):
+        split = dataclasses.replace(split, src=split.src[:limit], tgt=split.tgt[:limit],
+                                    raw_src=split.raw_src[:limit], raw_tgt=split.raw_tgt[:limit])
+    rows = -(-cfg.eval_batch_size // multiple) * multiple
+    rows = min(rows, -(-len(split) // multiple) * multiple) or multiple
+    plan = make_plan(split, cfg, rows=rows, shuffle=False)
+    return [collate(split, p, process_index, process_count) for p in plan]

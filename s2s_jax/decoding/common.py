@@ -1,0 +1,35 @@
+"""Length limits shared by every decoding strategy.
+
+``max_len`` counts output tokens, EOS included. With ``max_len_a`` > 0 each
+row's limit is ``floor(max_len_a * source_length) + max_len`` (the ``a * x + b``
+of fairseq and OpenNMT). At a row's last position EOS is the only choice, so
+every row ends with EOS; before ``min_len`` tokens EOS is not allowed.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from s2s_jax.vocab import EOS_ID, PAD_ID
+
+NEG_INF = -1e9
+
+
+def output_limits(src: jax.Array, max_len: int, max_len_a: float = 0.0) -> tuple[int, jax.Array]:
+    """(static output width, per-row limits [batch]) for ``src`` [batch, src_len]."""
+    width = int(max_len_a * src.shape[1]) + max_len
+    lengths = jnp.sum(src != PAD_ID, axis=1)
+    limits = jnp.floor(max_len_a * lengths).astype(jnp.int32) + max_len
+    return width, jnp.clip(limits, 1, width)
+
+
+def constrain_eos(log_probs: jax.Array, t: jax.Array, limits: jax.Array, min_len: int = 0) -> jax.Array:
+    """Mask ``log_probs`` [rows, vocab] at output position ``t`` (0-based): EOS is banned
+    while t < min_len and forced at a row's last position ``limits - 1``."""
+    vocab = jnp.arange(log_probs.shape[-1])
+    is_eos = vocab == EOS_ID
+    ban_eos = (t < min_len) & (t < limits - 1)
+    force_eos = t >= limits - 1
+    log_probs = jnp.where(ban_eos[:, None] & is_eos, NEG_INF, log_probs)
+    return jnp.where(force_eos[:, None] & ~is_eos, NEG_INF, log_probs)

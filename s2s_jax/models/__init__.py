@@ -1,0 +1,1 @@
+"""Encoder, attention, bridge, decoder and generator modules."""

@@ -1,0 +1,144 @@
+"""The decoder: target embedding, stacked cells, optional attention, generator.
+
+One step, :meth:`Decoder.step`, is the only place a decoder state advances;
+teacher-forced training, scheduled sampling and every decoding strategy run
+it. The variants of the seed papers:
+
+- plain (Sutskever et al. 2014): the context vector is only the initial state;
+  the generator reads the top hidden state.
+- ``context_every_step`` (Cho et al. 2014, eqs. in sec. 2.2): the context vector c
+  joins the cell input ``[emb; c]`` at every step and the generator reads
+  ``[h; c; emb]``.
+- attention, ``attention_style="bahdanau"`` (Bahdanau et al. 2015, eqs. 4-6): the
+  previous state queries the memory, the context joins the cell input, and the
+  generator reads ``[h; c; emb]``.
+- attention, ``attention_style="luong"`` (Luong et al. 2015, eq. 5): the new state
+  queries the memory and the generator reads the attentional state
+  ``tanh(W_c [c; h])``; ``input_feeding`` (sec. 3.3) adds the previous attentional
+  state to the cell input.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from s2s_jax.config import ModelConfig
+from s2s_jax.models.attention import Attention
+from s2s_jax.models.cells import Carry, GateProjection, Gates, add_gates, cell_class
+from s2s_jax.models.encoder import EncoderOutput
+from s2s_jax.models.generator import Generator
+
+
+@struct.dataclass
+class DecoderState:
+    """cells: per-layer carries; feed: [batch, hidden] the previous attentional state
+    (input feeding; [batch, 0] otherwise); attention: [batch, src_len] the weights of
+    the latest step ([batch, 0] without attention)."""
+
+    cells: tuple[Carry, ...]
+    feed: jax.Array
+    attention: jax.Array
+
+
+class Decoder(nn.Module):
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.dtype)
+        cls = cell_class(cfg.cell)
+        h = cfg.hidden_size
+        self.embed = nn.Embed(cfg.tgt_vocab_size, cfg.embed_dim, dtype=dtype)
+        # The first layer's input projection, split by input part, so the embedding
+        # part can be computed for all time steps at once when teacher forcing.
+        self.embed_input = GateProjection(cls.gates, h, dtype=dtype)
+        if self.reads_context_before_cell:
+            self.context_input = GateProjection(cls.gates, h, use_bias=False, dtype=dtype)
+        if cfg.input_feeding:
+            self.feed_input = GateProjection(cls.gates, h, use_bias=False, dtype=dtype)
+        self.layer_inputs = [GateProjection(cls.gates, h, dtype=dtype, name=f"layer{i}_input")
+                             for i in range(1, cfg.num_layers)]
+        self.cells = [cls(cfg.hidden_size, dtype=dtype, name=f"layer{i}") for i in range(cfg.num_layers)]
+        if cfg.attention != "none":
+            self.attention = Attention(cfg.attention, cfg.hidden_size, dtype=dtype)
+            if cfg.attention_style == "luong":
+                self.attentional = nn.Dense(cfg.hidden_size, use_bias=False, dtype=dtype)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.generator = Generator(cfg.tgt_vocab_size, self.embed if cfg.tie_embeddings else None, dtype=dtype)
+
+    @property
+    def reads_context_before_cell(self) -> bool:
+        cfg = self.cfg
+        return cfg.context_every_step or (cfg.attention != "none" and cfg.attention_style == "bahdanau")
+
+    def attention_keys(self, memory: jax.Array) -> jax.Array:
+        if self.cfg.attention == "none":
+            return memory[..., :0]
+        return self.attention.keys(memory)
+
+    def initial_state(self, cells: tuple[Carry, ...], src_len: int) -> DecoderState:
+        cfg = self.cfg
+        batch = jax.tree_util.tree_leaves(cells)[0].shape[0]
+        feed = jnp.zeros((batch, cfg.hidden_size if cfg.input_feeding else 0), jnp.float32)
+        attention = jnp.zeros((batch, src_len if cfg.attention != "none" else 0), jnp.float32)
+        return DecoderState(cells=cells, feed=feed, attention=attention)
+
+    def embed_tokens(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, Gates]:
+        """tokens [...] -> (embeddings [..., embed], first-layer input projection, per gate [..., hidden])."""
+        emb = self.dropout(self.embed(tokens), deterministic=not train)
+        return emb, self.embed_input(emb)
+
+    def step(self, enc: EncoderOutput, state: DecoderState, emb: jax.Array, emb_proj: Gates,
+             train: bool = False) -> tuple[jax.Array, DecoderState]:
+        """One decoder step from embedded tokens [batch, embed] (and their projection).
+
+        Returns the generator's input [batch, out_dim] and the new state.
+        """
+        cfg = self.cfg
+        deterministic = not train
+        x_proj = emb_proj
+        context = None
+        weights = state.attention
+        if cfg.context_every_step:
+            context = enc.context
+        elif cfg.attention != "none" and cfg.attention_style == "bahdanau":
+            query = self.cells[-1].output(state.cells[-1])
+            context, weights = self.attention(query, enc.keys, enc.memory, enc.mask)
+        if context is not None:
+            x_proj = add_gates(x_proj, self.context_input(context))
+        if cfg.input_feeding:
+            x_proj = add_gates(x_proj, self.feed_input(state.feed.astype(emb.dtype)))
+        new_cells = []
+        h = None
+        for i, cell in enumerate(self.cells):
+            if i > 0:
+                x_proj = self.layer_inputs[i - 1](self.dropout(h, deterministic=deterministic).astype(emb.dtype))
+            carry = cell(state.cells[i], x_proj)
+            new_cells.append(carry)
+            h = cell.output(carry)
+        feed = state.feed
+        if cfg.attention != "none" and cfg.attention_style == "luong":
+            context, weights = self.attention(h, enc.keys, enc.memory, enc.mask)
+            out = jnp.tanh(self.attentional(jnp.concatenate([context, h.astype(context.dtype)], axis=-1)))
+            if cfg.input_feeding:
+                feed = out.astype(jnp.float32)
+        elif context is not None:
+            out = jnp.concatenate([h.astype(emb.dtype), context.astype(emb.dtype), emb], axis=-1)
+        else:
+            out = h
+        out = self.dropout(out, deterministic=deterministic)
+        return out, DecoderState(cells=tuple(new_cells), feed=feed, attention=weights)
+
+    def generate(self, out: jax.Array) -> jax.Array:
+        """Generator input [..., out_dim] -> log-probabilities [..., vocab]."""
+        return self.generator(out)
+
+    def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
+                    train: bool = False) -> tuple[jax.Array, DecoderState]:
+        """tokens [batch] -> (log-probabilities [batch, vocab], new state)."""
+        emb, emb_proj = self.embed_tokens(tokens, train)
+        out, state = self.step(enc, state, emb, emb_proj, train)
+        return self.generate(out), state

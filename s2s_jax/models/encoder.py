@@ -1,0 +1,96 @@
+"""The encoder: source embedding and stacked, optionally bidirectional, RNN layers.
+
+Padding-aware: PAD positions never change a state, so each row's final state
+is its state at its true length, and the backward direction starts at the
+row's last real token (it runs forward over the row with its real tokens
+reversed in place).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from s2s_jax.config import ModelConfig
+from s2s_jax.models.cells import Carry, GateProjection, Gates, cell_class, select_carry
+from s2s_jax.vocab import PAD_ID
+
+
+@struct.dataclass
+class EncoderOutput:
+    """What the decoder reads. ``memory``: [batch, src_len, enc_dim] outputs aligned
+    with the source tokens; ``keys``: attention keys of ``memory`` computed once per
+    sentence; ``mask``: [batch, src_len] real tokens; ``final``: per layer, the
+    final carry (directions concatenated); ``context``: [batch, enc_dim] the top
+    layer's final hidden state, the context vector."""
+
+    memory: jax.Array
+    keys: jax.Array
+    mask: jax.Array
+    final: tuple[Carry, ...]
+    context: jax.Array
+
+
+def reverse_rows(x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Reverse the first ``lengths[b]`` positions of each row of ``x`` [batch, time, ...],
+    leaving padding in place. Its own inverse."""
+    t = jnp.arange(x.shape[1])[None, :]
+    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+def run_cell(cell: nn.Module, x_proj: Gates, mask: jax.Array) -> tuple[Carry, jax.Array]:
+    """Scan ``cell`` over time. x_proj: per gate [batch, time, hidden]; mask: [batch, time].
+    Returns the final carry and the outputs [batch, time, hidden] (zero at PAD)."""
+
+    def body(c: nn.Module, carry: Carry, inputs: tuple[Gates, jax.Array]):
+        xp, m = inputs
+        new = select_carry(m, c(carry, xp), carry)
+        return new, c.output(new) * m[:, None]
+
+    scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False}, in_axes=1, out_axes=1)
+    return scan(cell, cell.initial_carry(mask.shape[0]), (x_proj, mask))
+
+
+class Encoder(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, src: jax.Array, *, train: bool = False) -> tuple[jax.Array, jax.Array, tuple[Carry, ...]]:
+        """src: [batch, src_len] int -> (memory [batch, src_len, enc_dim], mask, final carries)."""
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.dtype)
+        mask = src != PAD_ID
+        lengths = mask.sum(axis=1)
+        if cfg.reverse_source:  # Sutskever et al. 2014: read the source backwards
+            src = reverse_rows(src, lengths)
+        drop = nn.Dropout(cfg.dropout, deterministic=not train)
+        x = drop(nn.Embed(cfg.src_vocab_size, cfg.embed_dim, dtype=dtype, name="embed")(src))
+        cls = cell_class(cfg.cell)
+        finals = []
+        for layer in range(cfg.num_layers):
+            outputs, carries = [], []
+            for direction in ("fwd", "bwd") if cfg.bidirectional else ("fwd",):
+                inp = x if direction == "fwd" else reverse_rows(x, lengths)
+                name = f"layer{layer}_{direction}"
+                x_proj = GateProjection(cls.gates, cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
+                carry, y = run_cell(cls(cfg.hidden_size, dtype=dtype, name=name), x_proj, mask)
+                outputs.append(y if direction == "fwd" else reverse_rows(y, lengths))
+                carries.append(carry)
+            x = jnp.concatenate(outputs, axis=-1).astype(dtype)
+            if layer < cfg.num_layers - 1:
+                x = drop(x)
+            finals.append(jax.tree_util.tree_map(lambda *c: jnp.concatenate(c, axis=-1), *carries))
+        if cfg.reverse_source:  # realign the outputs with the source tokens as given
+            x = reverse_rows(x, lengths)
+        return x, mask, tuple(finals)
+
+
+def context_vector(cfg: ModelConfig, final: tuple[Carry, ...]) -> jax.Array:
+    """The top layer's final hidden state [batch, enc_dim] (h of an LSTM carry)."""
+    top = final[-1]
+    return top[1] if cfg.cell == "lstm" else top
+

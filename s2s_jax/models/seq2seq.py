@@ -1,0 +1,112 @@
+"""The encoder-decoder model and its single-step decoding API.
+
+``Seq2Seq.__call__`` is the training forward pass over a whole target;
+``encode`` / ``initial_state`` / ``step`` advance one token at a time for
+decoding. Both run :meth:`Decoder.step`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from s2s_jax.config import ModelConfig
+from s2s_jax.models.bridge import Bridge
+from s2s_jax.models.decoder import Decoder, DecoderState
+from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
+from s2s_jax.training.scheduled_sampling import choose_inputs
+
+
+def _is_teacher_forcing(prob: float | jax.Array) -> bool:
+    return isinstance(prob, (int, float)) and prob >= 1.0
+
+
+class Seq2Seq(nn.Module):
+    cfg: ModelConfig
+
+    def setup(self):
+        self.encoder = Encoder(self.cfg)
+        self.bridge = Bridge(self.cfg)
+        self.decoder = Decoder(self.cfg)
+
+    def encode(self, src: jax.Array, train: bool = False) -> EncoderOutput:
+        """src [batch, src_len] -> the encoder output, attention keys included."""
+        memory, mask, final = self.encoder(src, train=train)
+        return EncoderOutput(memory=memory, keys=self.decoder.attention_keys(memory), mask=mask,
+                             final=final, context=context_vector(self.cfg, final))
+
+    def initial_state(self, enc: EncoderOutput) -> DecoderState:
+        return self.decoder.initial_state(self.bridge(enc.final), enc.memory.shape[1])
+
+    def step(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
+             train: bool = False) -> tuple[jax.Array, DecoderState]:
+        """tokens [batch] -> (log-probabilities [batch, vocab], new state)."""
+        return self.decoder.step_tokens(enc, state, tokens, train)
+
+    def __call__(self, src: jax.Array, tgt_in: jax.Array, train: bool = False,
+                 teacher_forcing_prob: float | jax.Array = 1.0, sampling_mode: str = "argmax") -> jax.Array:
+        """src [batch, src_len], tgt_in [batch, tgt_len] -> log-probabilities [batch, tgt_len, vocab].
+
+        With ``teacher_forcing_prob`` < 1 (or a traced value), scheduled sampling:
+        each step feeds the gold token with that probability, else the model's own
+        previous prediction, using the ``sampling`` rng stream. Attention weights
+        [batch, tgt_len, src_len] are sown as ``intermediates/attention``.
+        """
+        enc = self.encode(src, train)
+        state = self.initial_state(enc)
+        scan_kwargs = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
+                           in_axes=(nn.broadcast, 1), out_axes=1)
+        if _is_teacher_forcing(teacher_forcing_prob):
+            # The embedding projection and the generator run on all steps at once.
+            emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
+
+            def body(dec: Decoder, carry: DecoderState, enc: EncoderOutput, xs: tuple[jax.Array, jax.Array]):
+                out, carry = dec.step(enc, carry, *xs, train=train)
+                return carry, (out, carry.attention)
+
+            body = nn.remat(body) if self.cfg.remat else body
+            _, (outs, attention) = nn.scan(body, **scan_kwargs)(self.decoder, state, enc, (emb, emb_proj))
+            log_probs = self.decoder.generate(outs)
+        else:
+            prob = jnp.asarray(teacher_forcing_prob, jnp.float32)
+            steps = jnp.broadcast_to(jnp.arange(tgt_in.shape[1]), tgt_in.shape)
+            prev = jnp.zeros((tgt_in.shape[0], self.cfg.tgt_vocab_size), jnp.float32)
+
+            def body(dec: Decoder, carry: tuple[DecoderState, jax.Array], enc: EncoderOutput,
+                     xs: tuple[jax.Array, jax.Array]):
+                state, prev = carry
+                gold, t = xs
+                chosen = choose_inputs(dec.make_rng("sampling"), gold, prev, prob, sampling_mode)
+                tokens = jnp.where(t == 0, gold, chosen)  # the first input is always BOS
+                log_probs, state = dec.step_tokens(enc, state, tokens, train)
+                return (state, log_probs), (log_probs, state.attention)
+
+            body = nn.remat(body) if self.cfg.remat else body
+            _, (log_probs, attention) = nn.scan(body, **scan_kwargs)(self.decoder, (state, prev), enc, (tgt_in, steps))
+        self.sow("intermediates", "attention", attention)
+        return log_probs
+
+
+StepFn = Callable[[DecoderState, jax.Array], tuple[jax.Array, DecoderState]]
+
+
+def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1) -> tuple[DecoderState, StepFn, EncoderOutput]:
+    """Run the encoder once and return ``(state, step, enc)`` with the pure
+    ``step(state, tokens [batch]) -> (log_probs [batch, vocab], state)``.
+
+    ``repeat`` > 1 repeats every sentence's encoder output and state that many
+    times along the batch (beams share one encoder pass).
+    """
+    variables = {"params": params}
+    enc = model.apply(variables, src, method=Seq2Seq.encode)
+    state = model.apply(variables, enc, method=Seq2Seq.initial_state)
+    if repeat > 1:
+        enc, state = jax.tree_util.tree_map(lambda x: jnp.repeat(x, repeat, axis=0), (enc, state))
+
+    def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
+        return model.apply(variables, enc, state, tokens, method=Seq2Seq.step)
+
+    return state, step, enc

@@ -1,0 +1,1 @@
+"""Losses, schedules, the pure train/eval steps and the training loop."""

@@ -1,0 +1,200 @@
+"""``train(config, workdir)``: the whole training run, resumable.
+
+Data -> batches -> ``train_step`` -> periodic evaluation (loss, perplexity,
+token accuracy, BLEU/chrF/exact match of decodes) -> ``metrics.jsonl`` and
+checkpoints. A workdir with a checkpoint is resumed from it: parameters,
+optimizer state, data position and PRNG key continue exactly. SIGTERM or
+SIGINT finish the current step, save and return; a second signal exits at
+once (checkpoints are written atomically, so nothing is corrupted). A
+non-finite loss stops the run before anything is saved from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from s2s_jax.checkpoint import Checkpointer, check_workdir_config
+from s2s_jax.config import Config
+from s2s_jax.data.dataset import Data, prepare_data
+from s2s_jax.data.pipeline import BatchIterator
+from s2s_jax.errors import NonFiniteLossError
+from s2s_jax.evaluation import evaluate
+from s2s_jax.fileio import atomic_write_text
+from s2s_jax.summary import MetricsWriter
+from s2s_jax.training.schedules import plateau_update
+from s2s_jax.training.step import TrainState, create_train_state, train_step
+
+log = logging.getLogger("s2s_jax")
+
+LOWER_IS_BETTER = ("loss", "perplexity")
+
+
+@dataclasses.dataclass
+class RunResult:
+    state: TrainState
+    data: Data
+    stopped: str  # "finished" | "signal" | "time"
+
+
+class _Interrupts:
+    """First SIGTERM/SIGINT: ask the loop to stop after the current step. Second: exit now."""
+
+    def __init__(self):
+        self.requested: int | None = None
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            os._exit(128 + signum)
+        self.requested = signum
+
+    @contextlib.contextmanager
+    def installed(self):
+        try:
+            old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric in LOWER_IS_BETTER else value > best
+
+
+def _total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    if cfg.train.num_epochs > 0:
+        return math.ceil(cfg.train.num_epochs * steps_per_epoch)
+    return cfg.train.num_steps
+
+
+def train(cfg: Config, workdir: str) -> TrainState:
+    """Train ``cfg`` in ``workdir`` (resuming a checkpoint there); returns the final state."""
+    return run(cfg, workdir).state
+
+
+def run(cfg: Config, workdir: str) -> RunResult:
+    """:func:`train`, also returning the data and why the run stopped."""
+    os.makedirs(workdir, exist_ok=True)
+    check_workdir_config(workdir, cfg)
+    data = prepare_data(cfg, workdir)
+    cfg = data.config
+    tcfg = cfg.train
+    batches = BatchIterator(data.splits["train"], cfg.data, seed=tcfg.seed)
+    total = _total_steps(cfg, batches.steps_per_epoch)
+    init_key, rng = jax.random.split(jax.random.key(tcfg.seed))
+    state = create_train_state(cfg, init_key, batches.steps_per_epoch)
+    metrics = MetricsWriter(workdir)
+    ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
+    loop = {"plateau": {"best": float("inf"), "bad": 0, "scale": 1.0}, "best": None}
+    if ckpt.latest.latest_step() is not None:
+        state, rng, meta = ckpt.restore(state, rng)
+        batches.set_state(meta["data_iterator"])
+        loop = meta["loop"]
+        metrics.truncate_after(int(state.step))
+        log.info("Resumed %s at step %d.", workdir, int(state.step))
+    else:
+        atomic_write_text(os.path.join(workdir, "config.json"), cfg.to_json())
+
+    def save(best: bool = False) -> None:
+        meta = {"config": cfg.to_dict(), "data_iterator": batches.get_state(), "loop": loop}
+        ckpt.save(state, rng, meta, best=best)
+
+    start_step = int(state.step)
+    if start_step >= total:
+        log.info("%s already holds a finished run (step %d).", workdir, start_step)
+        ckpt.close()
+        return RunResult(state, data, "finished")
+    # A live bar on a terminal; plain log lines (or nothing, when quiet) in a log file.
+    bar = tqdm(total=total, initial=start_step, disable=tcfg.quiet or not sys.stderr.isatty(), file=sys.stderr,
+               dynamic_ncols=True, desc="train", unit="step")
+    pending: list[tuple[int, jax.Array]] = []  # losses not yet checked for NaN
+    window = {"nll_sum": 0.0, "tokens": 0.0, "correct": 0.0, "t0": time.perf_counter()}
+    t_start = time.perf_counter()
+    stopped = "finished"
+
+    def check_losses() -> None:
+        for step, loss in pending:
+            if not np.isfinite(float(loss)):
+                raise NonFiniteLossError(f"the training loss became {float(loss)} at step {step}; "
+                                         "stopping without saving (the last good checkpoint is kept).")
+        pending.clear()
+
+    def log_train(step: int, m: dict) -> None:
+        elapsed = time.perf_counter() - window["t0"]
+        tokens = float(window["tokens"])
+        record = {"loss": float(m["loss"]), "nll": float(window["nll_sum"]) / max(tokens, 1.0),
+                  "token_accuracy": float(window["correct"]) / max(tokens, 1.0), "grad_norm": float(m["grad_norm"]),
+                  "learning_rate": float(m["learning_rate"]),
+                  "teacher_forcing_prob": float(m["teacher_forcing_prob"]),
+                  "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch": batches.epoch_progress}
+        metrics.write(step, "train", record)
+        if bar.disable:
+            log.info("step %d/%d loss %.4f %.0f tokens/s", step, total, record["loss"], record["tokens_per_s"])
+        else:
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        window.update(nll_sum=0.0, tokens=0.0, correct=0.0, t0=time.perf_counter())
+
+    def run_eval(step: int) -> None:
+        nonlocal state
+        m, _ = evaluate(state, data.splits["validation"], data.tgt_tokenizer, cfg.decode, tcfg.eval_max_examples)
+        metrics.write(step, "validation", m)
+        log.info("step %d validation: loss %.4f bleu %.2f exact %.4f", step, m["loss"], m["bleu"], m["exact_match"])
+        if tcfg.lr_schedule == "plateau":
+            loop["plateau"], lowered = plateau_update(tcfg, loop["plateau"], m["loss"])
+            if lowered:
+                state = state.replace(lr_scale=jax.numpy.asarray(loop["plateau"]["scale"], jax.numpy.float32))
+        value = m[tcfg.best_metric]
+        if _better(tcfg.best_metric, value, loop["best"]):
+            loop["best"] = value
+            save(best=True)
+
+    interrupts = _Interrupts()
+    try:
+        with interrupts.installed():
+            for step in range(start_step, total):
+                batch = next(batches)
+                state, m = train_step(state, {"src": batch["src"], "tgt": batch["tgt"]}, jax.random.fold_in(rng, step))
+                done = step + 1
+                pending.append((done, m["loss"]))
+                for k in ("nll_sum", "tokens", "correct"):  # device values: no sync per step
+                    window[k] = window[k] + m[k]
+                bar.update(1)
+                if done % tcfg.log_every == 0:
+                    check_losses()
+                    log_train(done, m)
+                if done % tcfg.eval_every == 0 or done == total:
+                    check_losses()
+                    run_eval(done)
+                out_of_time = tcfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * tcfg.max_minutes
+                if done % tcfg.checkpoint_every == 0 or done == total or interrupts.requested or out_of_time:
+                    check_losses()
+                    save()
+                if interrupts.requested or out_of_time:
+                    stopped = "signal" if interrupts.requested else "time"
+                    break
+            check_losses()
+            if stopped == "finished":
+                m, _ = evaluate(state, data.splits["test"], data.tgt_tokenizer, cfg.decode)
+                metrics.write(int(state.step), "test", m)
+            ckpt.wait()
+    finally:
+        bar.close()
+        ckpt.close()
+    return RunResult(state, data, stopped)
