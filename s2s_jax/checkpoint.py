@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any
 
 import jax
@@ -36,8 +37,10 @@ def state_tree(state: TrainState, rng: jax.Array) -> dict[str, Any]:
 
 
 def _shapes(tree: Any) -> dict[str, tuple]:
+    """Leaf path -> shape; named-tuple fields (``.count``) are written as keys, as Orbax stores them."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path): tuple(getattr(x, "shape", ())) for path, x in flat}
+    return {re.sub(r"\.(\w+)", r"['\1']", jax.tree_util.keystr(path)): tuple(getattr(x, "shape", ()))
+            for path, x in flat}
 
 
 def check_compatible(saved: Config, current: Config, where: str) -> None:
@@ -56,10 +59,14 @@ class Checkpointer:
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
         self.workdir = os.path.abspath(workdir)
         opts = dict(enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True)
-        self.latest = ocp.CheckpointManager(os.path.join(self.workdir, LATEST),
-                                            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
-        self.best = ocp.CheckpointManager(os.path.join(self.workdir, BEST),
-                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+
+        def manager(sub: str, keep: int) -> ocp.CheckpointManager:
+            handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+            return ocp.CheckpointManager(os.path.join(self.workdir, sub), item_handlers=handlers,
+                                         options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
+
+        self.latest = manager(LATEST, keep)
+        self.best = manager(BEST, 1)
 
     def _manager(self, which: str | int) -> tuple[ocp.CheckpointManager, int | None]:
         if which == "best":
@@ -155,3 +162,26 @@ def check_workdir_config(workdir: str, cfg: Config) -> None:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def restore_run(workdir: str, checkpoint: str | int = "best"):
+    """(state, src_tokenizer, tgt_tokenizer) of the run in ``workdir`` at ``checkpoint``:
+    "best" (the best validation checkpoint; the latest if there is none yet), "latest",
+    or a step number. Needs only the workdir."""
+    from s2s_jax.training.step import create_train_state
+    from s2s_jax.vocab import load_tokenizers
+
+    cfg = saved_config(workdir)
+    if cfg is None:
+        raise CheckpointError(f"{workdir} holds no config.json; it is not a training workdir.")
+    src_tok, tgt_tok = load_tokenizers(workdir, cfg.data)
+    # The learning-rate schedule is not used here; one step per epoch satisfies the halving schedule.
+    state = create_train_state(cfg, jax.random.key(0), steps_per_epoch=1)
+    ckpt = Checkpointer(workdir, async_save=False)
+    try:
+        if checkpoint == "best" and ckpt.best.latest_step() is None:
+            checkpoint = "latest"
+        state, _, _ = ckpt.restore(state, jax.random.key(0), checkpoint)
+    finally:
+        ckpt.close()
+    return state, src_tok, tgt_tok
