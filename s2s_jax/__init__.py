@@ -10,12 +10,13 @@ The public API (fixed names, see the README):
 """
 
 from s2s_jax.config import Config, DataConfig, DecodeConfig, ModelConfig, ScheduledSamplingConfig, TrainConfig
-from s2s_jax.decoding import greedy_decode
+from s2s_jax.decoding import beam_search, greedy_decode, sample_decode
 from s2s_jax.errors import UserError
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.presets import get_preset, list_presets
 from s2s_jax.training.loop import train
 from s2s_jax.training.step import TrainState, create_train_state, eval_step, train_step
+from s2s_jax.translator import Hypothesis, Translator
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 __all__ = [
@@ -26,18 +27,22 @@ __all__ = [
     "Config",
     "DataConfig",
     "DecodeConfig",
+    "Hypothesis",
     "ModelConfig",
     "ScheduledSamplingConfig",
     "Seq2Seq",
     "TrainConfig",
     "TrainState",
+    "Translator",
     "UserError",
+    "beam_search",
     "create_train_state",
     "eval_step",
     "get_preset",
     "greedy_decode",
     "init_decoder",
     "list_presets",
+    "sample_decode",
     "train",
     "train_step",
 ]

@@ -7,8 +7,11 @@ Errors a user can cause end in one line, ``PROG: error: ...``, exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import os
+import stat
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -88,9 +91,10 @@ def parse_config(prog: str, description: str, argv: Sequence[str] | None,
     argv = list(sys.argv[1:] if argv is None else argv)
     base = _Parser(add_help=False)
     base.add_argument("--preset", default="dates", help=f"one of: {', '.join(list_presets())} (default: dates)")
+    preset_only = _Parser(add_help=False)
+    preset_only.add_argument("--preset", default="dates")
+    cfg = get_preset(preset_only.parse_known_args(argv)[0].preset)
     add_args(base)
-    known, _ = base.parse_known_args([a for a in argv if a not in ("-h", "--help")])
-    cfg = get_preset(known.preset)
     parser = config_parser(prog, description, cfg, base)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -130,3 +134,147 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         print(f"{prog}: time budget reached; saved step {step} in {args.workdir}; run the same command to resume.")
     else:
         print(f"{prog}: finished at step {step}; results in {args.workdir}/metrics.jsonl")
+
+
+def _checkpoint(text: str) -> str | int:
+    if text in ("best", "latest"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected best, latest or a step number, got {text!r}")
+
+
+def eval_main(argv: Sequence[str] | None = None) -> None:
+    """s2s-eval --workdir W --split test [--beam-size 5] [--checkpoint best|latest|STEP] [--output FILE]"""
+    prog = "s2s-eval"
+    parser = _Parser(prog=prog, description="Translate a split with a trained run and score it with sacreBLEU "
+                     "(BLEU and chrF, cased, 13a tokenisation, against the raw references).")
+    parser.add_argument("--workdir", required=True, help="the training run's directory")
+    parser.add_argument("--split", default="test", help="train, validation, test, or a name in the run's data.splits")
+    parser.add_argument("--checkpoint", type=_checkpoint, default="best", help="best, latest or a step number")
+    parser.add_argument("--beam-size", type=int, default=0,
+                        help="1: greedy; more: beam search of this width; 0: the run's decode settings")
+    parser.add_argument("--output", default=None,
+                        help="hypotheses file (default WORKDIR/eval/SPLIT-stepN-DECODING.txt); "
+                             "the scores are written beside it as .scores.json")
+    args = parser.parse_args(argv)
+    if args.beam_size < 0:
+        parser.error(f"--beam-size must be >= 0, got {args.beam_size}")
+    _setup_logging()
+    from s2s_jax.evaluation import evaluate_workdir
+    from s2s_jax.summary import progress
+
+    try:
+        with progress(0, args.split, unit="sentence", leave=False) as bar:
+            report = evaluate_workdir(args.workdir, args.split, args.checkpoint, args.beam_size, args.output,
+                                      progress=bar.update)
+    except EXPECTED_ERRORS as e:
+        _fail(prog, e)
+    print(f"{prog}: {report['split_name']} ({report['examples']} sentences), step {report['step']}: "
+          f"BLEU {report['bleu']:.2f} chrF {report['chrf']:.2f} ({report['bleu_signature']}); "
+          f"hypotheses in {report['hypotheses']}, scores in {report['scores']}")
+
+
+def plot_main(argv: Sequence[str] | None = None) -> None:
+    """s2s-plot --workdir W [--out DIR] [--split validation|test] [--examples 4] [--checkpoint best|latest|STEP]"""
+    prog = "s2s-plot"
+    parser = _Parser(prog=prog, description="Plot a run's training curves (from metrics.jsonl) and the attention "
+                     "of a few sentences as PNG files.")
+    parser.add_argument("--workdir", required=True, help="the training run's directory")
+    parser.add_argument("--out", default=None, help="directory of the PNGs (default: WORKDIR/plots)")
+    parser.add_argument("--split", default="validation", choices=("train", "validation", "test"),
+                        help="the split whose first sentences are decoded")
+    parser.add_argument("--examples", type=int, default=4, help="number of attention heatmaps")
+    parser.add_argument("--checkpoint", type=_checkpoint, default="best", help="best, latest or a step number")
+    args = parser.parse_args(argv)
+    if args.examples < 0:
+        parser.error(f"--examples must be >= 0, got {args.examples}")
+    _setup_logging()
+    from s2s_jax.plots import plot_run
+
+    try:
+        paths = plot_run(args.workdir, args.out, args.split, args.examples, args.checkpoint)
+    except EXPECTED_ERRORS as e:
+        _fail(prog, e)
+    print("\n".join(paths))
+
+
+TRANSLATE_CHUNK = 10000  # lines of a file decoded (sorted by length) together
+
+
+def _is_interactive(stream: typing.TextIO) -> bool:
+    """A terminal or a pipe, whose lines are translated as they arrive; a regular file is batched."""
+    try:
+        return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (e.g. io.StringIO)
+        return False
+
+
+def translate_main(argv: Sequence[str] | None = None) -> None:
+    """s2s-translate --workdir W [--checkpoint best] [--beam-size 5] [--n-best K] [-i in.txt] [-o out.txt]"""
+    prog = "s2s-translate"
+    parser = _Parser(prog=prog, description="Translate text, one sentence per line, with a trained run. Lines from "
+                     "a terminal or a pipe are translated as they arrive; a file is translated in length-sorted "
+                     "batches with a progress bar on standard error. Output lines follow the input's order.")
+    parser.add_argument("--workdir", required=True, help="the training run's directory")
+    parser.add_argument("--checkpoint", type=_checkpoint, default="best", help="best, latest or a step number")
+    parser.add_argument("--beam-size", type=int, default=0,
+                        help="1: greedy; more: beam search of this width; 0: the run's decode settings")
+    parser.add_argument("--n-best", type=int, default=0,
+                        help="print the K best hypotheses of each line as 'score<TAB>text' lines (K per input)")
+    parser.add_argument("--length-penalty", type=float, default=None, help="GNMT alpha (default: the run's)")
+    parser.add_argument("--max-len", type=int, default=None,
+                        help="most output tokens, EOS included (default: the run's decode.max_len_b)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="sentences decoded together (default: the run's data.eval_batch_size)")
+    parser.add_argument("-i", "--input", default="-", help="input file (default: standard input)")
+    parser.add_argument("-o", "--output", default="-",
+                        help="output file, written whole or not at all (default: standard output)")
+    args = parser.parse_args(argv)
+    for flag, value in (("--beam-size", args.beam_size), ("--n-best", args.n_best), ("--batch-size", args.batch_size)):
+        if value < 0:
+            parser.error(f"{flag} must be >= 0, got {value}")
+    _setup_logging(quiet=True)  # standard output carries the translations; warnings go to standard error
+    from s2s_jax.fileio import atomic_open
+    from s2s_jax.summary import progress
+    from s2s_jax.translator import Translator
+
+    options = {"length_penalty": args.length_penalty, "max_len_b": args.max_len}
+    decoding = dict(beam_size=args.beam_size or None, n_best=max(args.n_best, 1),
+                    **{k: v for k, v in options.items() if v is not None})
+
+    def lines(sentences: list[str], bar: Callable[[int], None] | None = None) -> list[str]:
+        """Output lines of ``sentences``: one translation each, or ``n_best`` 'score<TAB>text' lines."""
+        if not args.n_best:
+            texts = translator.translate(sentences, batch_size=args.batch_size or None, progress=bar, **decoding)
+            return [t + "\n" for t in texts]
+        hyps = translator.hypotheses(sentences, batch_size=args.batch_size or None, progress=bar, **decoding)
+        return [f"{h.score:.4f}\t{h.text}\n" for hs in hyps for h in hs]
+
+    try:
+        translator = Translator.from_workdir(args.workdir, args.checkpoint)
+        translator.decode_config(**decoding)  # refuse bad flags before reading any input
+        with contextlib.ExitStack() as stack:
+            src = sys.stdin if args.input == "-" else stack.enter_context(open(args.input, encoding="utf-8"))
+            out = sys.stdout if args.output == "-" else stack.enter_context(atomic_open(args.output))
+            if args.input == "-":
+                sys.stdin.reconfigure(encoding="utf-8")
+            if args.output == "-":
+                sys.stdout.reconfigure(encoding="utf-8")
+            if _is_interactive(src):
+                for line in iter(src.readline, ""):
+                    out.writelines(lines([line.rstrip("\r\n")]))
+                    out.flush()
+            else:
+                text = [line.rstrip("\r\n") for line in src]
+                with progress(len(text), "translate", unit="sentence") as bar:
+                    for start in range(0, len(text), TRANSLATE_CHUNK):
+                        out.writelines(lines(text[start:start + TRANSLATE_CHUNK], bar.update))
+    except EXPECTED_ERRORS as e:
+        _fail(prog, e)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    train_main()

@@ -1,16 +1,35 @@
-"""The run's record: ``metrics.jsonl``, one JSON object per line
-(``step``, ``split`` and the metrics), appended as training goes."""
+"""The run's record and its live views.
+
+``metrics.jsonl`` is the plain-text record: one JSON object per line (``step``,
+``split`` and the metrics), appended as training goes. The same numbers go to
+TensorBoard event files in ``workdir/tensorboard/<split>/`` (written with
+tensorboardX, so TensorFlow is not needed), one run per split so that train and
+validation curves of a metric share a chart; evaluations add sample
+translations (text) and attention heatmaps (images). ``tensorboard --logdir
+WORKDIR`` shows them. Progress bars go to standard error.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
+import time
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
 
 from s2s_jax.fileio import atomic_open
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+TRANSLATIONS_TAG = "translations"  # tensorboardX stores text as "<tag>/text_summary"
 
 
 def _clean(value: Any) -> Any:
@@ -27,24 +46,102 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-class MetricsWriter:
-    """Appends to ``workdir/metrics.jsonl``; only one process of a run writes."""
+def progress(total: int | None, desc: str, quiet: bool = False, initial: int = 0, unit: str = "step",
+             leave: bool = True) -> tqdm:
+    """A progress bar on standard error, live only on a terminal and when not ``quiet``
+    (a disabled bar accepts updates and prints nothing)."""
+    return tqdm(total=total, initial=initial, disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
+                dynamic_ncols=True, desc=desc, unit=unit, leave=leave)
 
-    def __init__(self, workdir: str, enabled: bool = True):
+
+def figure_to_rgb(fig: Figure) -> np.ndarray:
+    """The figure rendered to pixels [height, width, 3] uint8."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def examples_markdown(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]) -> str:
+    """A Markdown table of sample translations (TensorBoard's text tab renders it)."""
+
+    def cell(text: str) -> str:
+        return "`" + text.replace("`", "'").replace("|", "\\|") + "`" if text else "(empty)"
+
+    lines = ["| source | hypothesis | reference |", "|---|---|---|"]
+    lines += [f"| {cell(s)} | {cell(h)} | {cell(r)} |" for s, h, r in zip(sources, hypotheses, references, strict=True)]
+    return "\n".join(lines)
+
+
+class MetricsWriter:
+    """Appends to ``workdir/metrics.jsonl`` and the TensorBoard event files; only one
+    process of a run writes (``enabled``). Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+        self.workdir = workdir
         self.path = os.path.join(workdir, METRICS_FILE)
         self.enabled = enabled
+        self.tensorboard = tensorboard
+        self._purge_step: int | None = None
+        self._writers: dict[str, SummaryWriter] = {}
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step``: a resumed run recomputes them."""
-        if not self.enabled or not os.path.exists(self.path):
+        """Drop records past ``step``: a resumed run recomputes them. Event files keep
+        them, but the new event files start with a marker telling TensorBoard to hide
+        events from step ``step + 1`` on of the earlier files, so curves do not double."""
+        if not self.enabled:
             return
-        kept = [r for r in read_metrics(os.path.dirname(self.path)) if r.get("step", 0) <= step]
+        self._purge_step = step + 1
+        if not os.path.exists(self.path):
+            return
+        kept = [r for r in read_metrics(self.workdir) if r.get("step", 0) <= step]
         with atomic_open(self.path) as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
 
+    def _events(self, split: str) -> SummaryWriter | None:
+        if not (self.enabled and self.tensorboard):
+            return None
+        if split not in self._writers:
+            # Opened on first use so that a purge step set by truncate_after() is in the file's header.
+            # tensorboardX names files by the second; the suffix keeps a quick restart from
+            # overwriting the previous file, and sorts after it, as TensorBoard reads them.
+            self._writers[split] = SummaryWriter(os.path.join(self.workdir, TENSORBOARD_DIR, split),
+                                                 purge_step=self._purge_step, filename_suffix=f".{time.time_ns()}")
+        return self._writers[split]
+
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        """One record: a line of ``metrics.jsonl`` and a scalar per numeric metric."""
         if not self.enabled:
             return
         record = {"step": int(step), "split": split, **{k: _clean(v) for k, v in metrics.items()}}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        events = self._events(split)
+        if events is None:
+            return
+        for key, value in metrics.items():
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                events.add_scalar(key, float(value), int(step))
+        events.flush()
+
+    def write_examples(self, step: int, split: str, sources: Sequence[str], hypotheses: Sequence[str],
+                       references: Sequence[str], figures: dict[str, Figure] | None = None) -> None:
+        """Sample translations as a text table (:data:`TRANSLATIONS_TAG`) and figures as images
+        (their tags), in TensorBoard only; the figures are rendered and released."""
+        events = self._events(split)
+        if events is None:
+            return
+        events.add_text(TRANSLATIONS_TAG, examples_markdown(sources, hypotheses, references), int(step))
+        for tag, fig in (figures or {}).items():
+            events.add_image(tag, figure_to_rgb(fig), int(step), dataformats="HWC")
+        events.flush()
+
+    def close(self) -> None:
+        for events in self._writers.values():
+            events.close()
+        self._writers.clear()
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -3,7 +3,9 @@
 Every tokenizer maps text to ids >= 4 (ids 0-3 are PAD, BOS, EOS, UNK),
 is trained on the training split only, saves to and loads from a workdir,
 and decodes ids back to text, so BLEU is computed on detokenised output.
-``decode(encode(t)) == normalize(t)`` for every tokenizer.
+``decode(encode(t)) == normalize(t)`` for every tokenizer. A saved tokenizer records
+the ``DataConfig`` settings it was trained with; loading refuses a file that does
+not match the config, naming the file and the field.
 """
 
 from __future__ import annotations
@@ -223,11 +225,20 @@ def tokenizer_path(workdir: str, side: str) -> str:
     return os.path.join(workdir, "tokenizers", f"{side}.json")
 
 
-def save_tokenizers(workdir: str, src: Tokenizer, tgt: Tokenizer) -> None:
+def tokenizer_settings(cfg: DataConfig) -> dict:
+    """The ``DataConfig`` fields a tokenizer of ``cfg.tokenizer`` kind is trained with."""
+    names = {"char": ("min_freq",), "word": ("lowercase", "min_freq", "max_vocab_size"),
+             "sentencepiece": ("vocab_size", "sentencepiece_model")}[cfg.tokenizer]
+    return {name: getattr(cfg, name) for name in ("tokenizer", "joint_vocab", *names)}
+
+
+def save_tokenizers(workdir: str, src: Tokenizer, tgt: Tokenizer, cfg: DataConfig | None = None) -> None:
+    """Write both tokenizers (atomically), with the settings of ``cfg`` they were trained with."""
     from s2s_jax.fileio import atomic_write_text
 
+    settings = {"data": tokenizer_settings(cfg)} if cfg is not None else {}
     for side, tok in (("src", src), ("tgt", tgt)):
-        atomic_write_text(tokenizer_path(workdir, side), json.dumps(tok.to_json()))
+        atomic_write_text(tokenizer_path(workdir, side), json.dumps(tok.to_json() | settings))
 
 
 def load_tokenizers(workdir: str, cfg: DataConfig) -> tuple[Tokenizer, Tokenizer]:
@@ -237,10 +248,11 @@ def load_tokenizers(workdir: str, cfg: DataConfig) -> tuple[Tokenizer, Tokenizer
         path = tokenizer_path(workdir, side)
         try:
             with open(path, encoding="utf-8") as f:
-                tok = tokenizer_from_json(json.load(f))
+                saved = json.load(f)
+            tok = tokenizer_from_json(saved)
         except FileNotFoundError:
             raise TokenizerError(f"{path}: no tokenizer file (was training started in this workdir?)") from None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise TokenizerError(f"{path}: not a valid tokenizer file ({e}).") from None
         if tok.kind != cfg.tokenizer:
             raise TokenizerError(f"{path}: holds a {tok.kind} tokenizer but data.tokenizer is {cfg.tokenizer!r}.")
@@ -248,5 +260,10 @@ def load_tokenizers(workdir: str, cfg: DataConfig) -> tuple[Tokenizer, Tokenizer
             raise TokenizerError(f"{path}: has {tok.vocab_size} pieces but data.vocab_size is {cfg.vocab_size}.")
         if tok.kind == "word" and tok.lowercase != cfg.lowercase:
             raise TokenizerError(f"{path}: lowercase={tok.lowercase} but data.lowercase is {cfg.lowercase}.")
+        for name, value in tokenizer_settings(cfg).items():
+            trained_with = saved.get("data", {}).get(name, value)
+            if trained_with != value:
+                raise TokenizerError(f"{path}: was trained with data.{name}={trained_with!r} "
+                                     f"but data.{name} is {value!r}.")
         out.append(tok)
     return out[0], out[1]

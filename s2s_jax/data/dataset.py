@@ -10,13 +10,13 @@ import os
 import numpy as np
 
 from s2s_jax.config import Config, DataConfig
-from s2s_jax.data.sources import load_splits
+from s2s_jax.data.sources import ROLES, load_splits
 from s2s_jax.errors import ConfigError
 from s2s_jax.vocab import Tokenizer, load_tokenizers, save_tokenizers, tokenizer_path, train_tokenizer
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ROLES
 
 
 @dataclasses.dataclass
@@ -84,7 +84,7 @@ def _tokenizers(cfg: DataConfig, workdir: str | None, train_pairs: list[tuple[st
     else:
         src_tok, tgt_tok = train_tokenizer(cfg, srcs), train_tokenizer(cfg, tgts)
     if workdir:
-        save_tokenizers(workdir, src_tok, tgt_tok)
+        save_tokenizers(workdir, src_tok, tgt_tok, cfg)
     return src_tok, tgt_tok
 
 
@@ -103,8 +103,9 @@ def resolve_vocab_sizes(cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) -> 
 def prepare_data(cfg: Config, workdir: str | None = None, splits: tuple[str, ...] = SPLITS) -> Data:
     """Load the pairs of ``splits``, train (or load from ``workdir``) the tokenizers on the
     training split, and tokenize. Tokenizers trained here are saved in ``workdir``."""
-    pairs = load_splits(cfg.data, splits if "train" in splits else ("train", *splits))
-    src_tok, tgt_tok = _tokenizers(cfg.data, workdir, pairs["train"])
+    trained = bool(workdir) and os.path.exists(tokenizer_path(workdir, "src"))
+    pairs = load_splits(cfg.data, splits if trained or "train" in splits else ("train", *splits))
+    src_tok, tgt_tok = _tokenizers(cfg.data, workdir, pairs.get("train", []))
     cfg = resolve_vocab_sizes(cfg, src_tok, tgt_tok)
     out = {}
     for name in splits:

@@ -41,15 +41,21 @@ def bucket_index(lengths: np.ndarray, buckets: tuple[int, ...]) -> np.ndarray:
     return np.searchsorted(np.asarray(buckets), lengths, side="left")
 
 
+def check_batch_rows(rows: int, multiple: int) -> None:
+    """Refuse a batch of ``rows`` sentences that cannot be split evenly over ``multiple`` devices."""
+    if rows % multiple:
+        raise ConfigError(f"data.batch_size={rows} is not divisible by the {multiple} data-parallel devices.")
+
+
 def rows_per_batch(cfg: DataConfig, src_len: int, tgt_len: int, multiple: int = 1) -> int:
     """Rows of a batch of this shape: ``batch_size``, or the most that fit
-    ``batch_tokens`` padded tokens, rounded down to a multiple of ``multiple``."""
+    ``batch_tokens`` padded tokens, rounded down to a multiple of ``multiple`` (but at
+    least ``multiple``). A row costs the longer of its padded source and its decoder
+    steps, so every batch has at most ``batch_tokens`` source tokens and decoder steps."""
     if cfg.batch_tokens <= 0:
-        rows = cfg.batch_size
-        if rows % multiple:
-            raise ConfigError(f"data.batch_size={rows} is not divisible by the {multiple} data-parallel devices.")
-        return rows
-    rows = cfg.batch_tokens // max(src_len, tgt_len + 1)
+        check_batch_rows(cfg.batch_size, multiple)
+        return cfg.batch_size
+    rows = cfg.batch_tokens // max(src_len, tgt_len)
     return max(multiple, rows - rows % multiple)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ import jax.numpy as jnp
 from s2s_jax.decoding.common import constrain_eos, output_limits
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
+
+Chooser = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_len", "max_len_a", "min_len", "return_attention"))
@@ -20,6 +23,15 @@ def greedy_decode(model: Seq2Seq, params, src: jax.Array, max_len: int = 50, *, 
     Stops when every row has emitted EOS. With ``return_attention`` also returns the
     attention weights [batch, width, src_len] (zero after EOS and for models without attention).
     """
+    return decode_token_by_token(model, params, src, lambda log_probs, t: jnp.argmax(log_probs, axis=-1),
+                                 max_len, max_len_a, min_len, return_attention)
+
+
+def decode_token_by_token(model: Seq2Seq, params, src: jax.Array, choose: Chooser, max_len: int, max_len_a: float,
+                          min_len: int, return_attention: bool):
+    """The loop of greedy decoding and sampling: ``choose(log_probs [batch, vocab], t) -> tokens [batch]``
+    picks each row's next token from the EOS-constrained log-probabilities at output position ``t``.
+    Returns tokens [batch, width] (and attention [batch, width, src_len] with ``return_attention``)."""
     state, step, _ = init_decoder(model, params, src)
     batch, src_len = src.shape
     width, limits = output_limits(src, max_len, max_len_a)
@@ -36,7 +48,7 @@ def greedy_decode(model: Seq2Seq, params, src: jax.Array, max_len: int = 50, *, 
         t, prev, state, tokens, attention, done = carry
         log_probs, state = step(state, prev)
         log_probs = constrain_eos(log_probs, t, limits, min_len)
-        nxt = jnp.where(done, PAD_ID, jnp.argmax(log_probs, axis=-1).astype(jnp.int32))
+        nxt = jnp.where(done, PAD_ID, choose(log_probs, t).astype(jnp.int32))
         tokens = tokens.at[:, t].set(nxt)
         attention = attention.at[:, t].set(jnp.where(done[:, None], 0.0, state.attention))
         return t + 1, nxt, state, tokens, attention, done | (nxt == EOS_ID)

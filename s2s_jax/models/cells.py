@@ -2,17 +2,20 @@
 
 A cell receives its input already projected, one ``[batch, hidden]`` array
 per gate (``x @ W_x + b_x`` split by gate), so callers compute that
-projection for all time steps at once outside the scan (the encoder, and the
-decoder when teacher forcing). Inside the scan only the recurrent matmuls
-``h @ W_h`` run.
+projection for all time steps at once outside the time loop (the encoder,
+and the decoder when teacher forcing). Inside the loop only the recurrent
+matmuls ``h @ W_h`` run.
 
 Gates are kept as separate arrays rather than slices of one
 ``[batch, gates * hidden]`` array: XLA:CPU does not vectorise a fused
 elementwise kernel that slices the minor dimension, and such kernels
 dominated the step time (see BENCHMARKS.md).
 
-Gate pre-activations and carries are float32 whatever ``dtype`` the matmuls
-run in, so bfloat16 training keeps float32 recurrent state.
+The gate formulas live in one pure function, :func:`cell_forward`, used by
+the Flax cells (one step) and by :mod:`s2s_jax.models.recurrence` (a whole
+sequence with a hand-written backward pass). Gate pre-activations and carries
+are float32 whatever ``dtype`` the matmuls run in, so bfloat16 training keeps
+float32 recurrent state.
 """
 
 from __future__ import annotations
@@ -25,6 +28,53 @@ import jax.numpy as jnp
 
 Carry = Any  # jax.Array, or (c, h) for the LSTM
 Gates = tuple[jax.Array, ...]  # one [..., hidden] array per gate
+
+GATES = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
+
+
+def hidden_of(kind: str, carry: Carry) -> jax.Array:
+    """The hidden state h [batch, hidden] of a carry."""
+    return carry[1] if kind == "lstm" else carry
+
+
+def cell_forward(kind: str, kernels: Gates, biases: Gates, carry: Carry, x_proj: Gates,
+                 keep: jax.Array | None = None) -> tuple[Carry, tuple]:
+    """One step of a ``kind`` cell: (new carry, residuals for a backward pass).
+
+    kernels: per gate [hidden, hidden]; biases: per gate [hidden]; x_proj: per gate
+    [batch, hidden]; keep: [batch] bool, False leaves the row's carry unchanged (PAD).
+      rnn:  h' = tanh(x + W h + b)                                         (Elman 1990)
+      gru:  r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r * h_n),
+            h' = (1 - z) n + z h   (Cho et al. 2014, eqs. 5-8, reset gate after W_h as in cuDNN)
+      lstm: i, f, o = s(.), g = tanh(.), c' = f c + i g, h' = o tanh(c')   (Hochreiter & Schmidhuber 1997)
+    """
+    h_prev = hidden_of(kind, carry)
+    hp = tuple(jnp.dot(h_prev.astype(k.dtype), k).astype(jnp.float32) + b
+               for k, b in zip(kernels, biases, strict=True))
+    x = tuple(v.astype(jnp.float32) for v in x_proj)
+    if kind == "gru":
+        r = jax.nn.sigmoid(x[0] + hp[0])
+        z = jax.nn.sigmoid(x[1] + hp[1])
+        n = jnp.tanh(x[2] + r * hp[2])
+        new, res = (1.0 - z) * n + z * h_prev, (h_prev, r, z, n, hp[2])
+    elif kind == "lstm":
+        c_prev = carry[0]
+        i, f, o = (jax.nn.sigmoid(x[g] + hp[g]) for g in (0, 1, 3))
+        g = jnp.tanh(x[2] + hp[2])
+        c_new = f * c_prev + i * g
+        tc = jnp.tanh(c_new)
+        new, res = (c_new, o * tc), (h_prev, c_prev, i, f, g, o, tc)
+    else:
+        h_new = jnp.tanh(x[0] + hp[0])
+        new, res = h_new, (h_prev, h_new)
+    if keep is not None:
+        new = select_carry(keep, new, carry)
+    return new, res
+
+
+def select_carry(keep: jax.Array, new: Carry, old: Carry) -> Carry:
+    """Per row, ``new`` where ``keep`` [batch] is true, else ``old``: PAD steps leave states alone."""
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(keep[:, None], n, o), new, old)
 
 
 class GateProjection(nn.Module):
@@ -46,80 +96,36 @@ def add_gates(a: Gates, b: Gates) -> Gates:
 
 
 class RecurrentCell(nn.Module):
+    """The recurrent weights of one layer and its single step.
+
+    Parameters ``kernel`` [gates, hidden, hidden] and ``bias`` [gates, hidden].
+    """
+
+    kind: str
     hidden_size: int
     dtype: Any = jnp.float32
-    gates = ("h",)
 
-    def recurrent(self, h: jax.Array) -> Gates:
-        """``h @ W_h + b_h`` per gate, float32."""
-        proj = GateProjection(self.gates, self.hidden_size, dtype=self.dtype, name="recurrent")(h.astype(self.dtype))
-        return tuple(p.astype(jnp.float32) for p in proj)
-
-    def initial_carry(self, batch: int) -> Carry:
-        return jnp.zeros((batch, self.hidden_size), jnp.float32)
-
-    @staticmethod
-    def output(carry: Carry) -> jax.Array:
-        """The hidden state h of a carry: [batch, hidden]."""
-        return carry
-
-
-class SimpleRNNCell(RecurrentCell):
-    """Elman RNN: h' = tanh(W_x x + W_h h + b)."""
-
-    gates = ("h",)
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[self.kind]
 
     @nn.compact
+    def weights(self) -> tuple[Gates, Gates]:
+        """(kernels, biases): per gate [hidden, hidden] in ``dtype`` and [hidden] in float32."""
+        g, h = len(self.gates), self.hidden_size
+        init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1,
+                                                batch_axis=(0,))
+        kernel = self.param("kernel", init, (g, h, h))
+        bias = self.param("bias", nn.initializers.zeros, (g, h))
+        return tuple(kernel[i].astype(self.dtype) for i in range(g)), tuple(bias[i] for i in range(g))
+
     def __call__(self, carry: Carry, x_proj: Gates) -> Carry:
-        (x,), (h,) = x_proj, self.recurrent(carry)
-        return jnp.tanh(x.astype(jnp.float32) + h)
-
-
-class GRUCell(RecurrentCell):
-    """GRU (Cho et al. 2014, eqs. 5-8) in the cuDNN form, reset gate applied after W_h:
-    r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r * h_n), h' = (1 - z) n + z h."""
-
-    gates = ("r", "z", "n")
-
-    @nn.compact
-    def __call__(self, carry: Carry, x_proj: Gates) -> Carry:
-        xr, xz, xn = (x.astype(jnp.float32) for x in x_proj)
-        hr, hz, hn = self.recurrent(carry)
-        r = jax.nn.sigmoid(xr + hr)
-        z = jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * hn)
-        return (1.0 - z) * n + z * carry
-
-
-class LSTMCell(RecurrentCell):
-    """LSTM (Hochreiter & Schmidhuber 1997, with forget gate): gates i, f, g, o;
-    c' = f c + i g, h' = o tanh(c')."""
-
-    gates = ("i", "f", "g", "o")
-
-    @nn.compact
-    def __call__(self, carry: Carry, x_proj: Gates) -> Carry:
-        c, h = carry
-        i, f, g, o = (x.astype(jnp.float32) + r for x, r in zip(x_proj, self.recurrent(h), strict=True))
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+        kernels, biases = self.weights()
+        return cell_forward(self.kind, kernels, biases, carry, x_proj)[0]
 
     def initial_carry(self, batch: int) -> Carry:
         z = jnp.zeros((batch, self.hidden_size), jnp.float32)
-        return z, z
+        return (z, z) if self.kind == "lstm" else z
 
-    @staticmethod
-    def output(carry: Carry) -> jax.Array:
-        return carry[1]
-
-
-CELLS: dict[str, type[RecurrentCell]] = {"lstm": LSTMCell, "gru": GRUCell, "rnn": SimpleRNNCell}
-
-
-def cell_class(kind: str) -> type[RecurrentCell]:
-    return CELLS[kind]
-
-
-def select_carry(keep: jax.Array, new: Carry, old: Carry) -> Carry:
-    """Per row, ``new`` where ``keep`` [batch] is true, else ``old``: PAD steps leave states alone."""
-    return jax.tree_util.tree_map(lambda n, o: jnp.where(keep[:, None], n, o), new, old)
+    def output(self, carry: Carry) -> jax.Array:
+        return hidden_of(self.kind, carry)

@@ -27,8 +27,8 @@ from flax import struct
 
 from s2s_jax.config import ModelConfig
 from s2s_jax.models.attention import Attention
-from s2s_jax.models.cells import Carry, GateProjection, Gates, add_gates, cell_class
-from s2s_jax.models.encoder import EncoderOutput
+from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentCell, add_gates
+from s2s_jax.models.encoder import EncoderOutput, run_layer
 from s2s_jax.models.generator import Generator
 
 
@@ -49,19 +49,18 @@ class Decoder(nn.Module):
     def setup(self):
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
-        cls = cell_class(cfg.cell)
-        h = cfg.hidden_size
+        gates, h = GATES[cfg.cell], cfg.hidden_size
         self.embed = nn.Embed(cfg.tgt_vocab_size, cfg.embed_dim, dtype=dtype)
         # The first layer's input projection, split by input part, so the embedding
         # part can be computed for all time steps at once when teacher forcing.
-        self.embed_input = GateProjection(cls.gates, h, dtype=dtype)
+        self.embed_input = GateProjection(gates, h, dtype=dtype)
         if self.reads_context_before_cell:
-            self.context_input = GateProjection(cls.gates, h, use_bias=False, dtype=dtype)
+            self.context_input = GateProjection(gates, h, use_bias=False, dtype=dtype)
         if cfg.input_feeding:
-            self.feed_input = GateProjection(cls.gates, h, use_bias=False, dtype=dtype)
-        self.layer_inputs = [GateProjection(cls.gates, h, dtype=dtype, name=f"layer{i}_input")
+            self.feed_input = GateProjection(gates, h, use_bias=False, dtype=dtype)
+        self.layer_inputs = [GateProjection(gates, h, dtype=dtype, name=f"layer{i}_input")
                              for i in range(1, cfg.num_layers)]
-        self.cells = [cls(cfg.hidden_size, dtype=dtype, name=f"layer{i}") for i in range(cfg.num_layers)]
+        self.cells = [RecurrentCell(cfg.cell, h, dtype=dtype, name=f"layer{i}") for i in range(cfg.num_layers)]
         if cfg.attention != "none":
             self.attention = Attention(cfg.attention, cfg.hidden_size, dtype=dtype)
             if cfg.attention_style == "luong":
@@ -131,6 +130,34 @@ class Decoder(nn.Module):
             out = h
         out = self.dropout(out, deterministic=deterministic)
         return out, DecoderState(cells=tuple(new_cells), feed=feed, attention=weights)
+
+    @property
+    def layerwise(self) -> bool:
+        """Without attention no step reads another layer's state, so a teacher-forced
+        pass can run the layers one after another over all steps (:meth:`forward_layers`)."""
+        return self.cfg.attention == "none"
+
+    def forward_layers(self, enc: EncoderOutput, state: DecoderState, emb: jax.Array, emb_proj: Gates,
+                       train: bool = False) -> jax.Array:
+        """Teacher-forced generator inputs [batch, time, out_dim] of an attention-free decoder:
+        what :meth:`step` gives at every step, with each layer's input projection done for
+        all steps in one matmul and its recurrence by :func:`run_layer`."""
+        cfg = self.cfg
+        x_proj = emb_proj
+        if cfg.context_every_step:
+            ctx = self.context_input(enc.context)
+            x_proj = tuple(x + c[:, None, :].astype(x.dtype) for x, c in zip(x_proj, ctx, strict=True))
+        mask = jnp.ones(emb.shape[:2], bool)
+        h = None
+        for i, cell in enumerate(self.cells):
+            if i > 0:
+                x_proj = self.layer_inputs[i - 1](self.dropout(h, deterministic=not train).astype(emb.dtype))
+            _, h = run_layer(cell, x_proj, mask, state.cells[i])
+        out = h
+        if cfg.context_every_step:
+            context = jnp.broadcast_to(enc.context[:, None, :], emb.shape[:2] + enc.context.shape[-1:])
+            out = jnp.concatenate([h.astype(emb.dtype), context.astype(emb.dtype), emb], axis=-1)
+        return self.dropout(out, deterministic=not train)
 
     def generate(self, out: jax.Array) -> jax.Array:
         """Generator input [..., out_dim] -> log-probabilities [..., vocab]."""

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from s2s_jax.config import ModelConfig
-from s2s_jax.models.cells import Carry, GateProjection, Gates, cell_class, select_carry
+from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentCell
+from s2s_jax.models.recurrence import recurrence
 from s2s_jax.vocab import PAD_ID
 
 
@@ -42,17 +43,13 @@ def reverse_rows(x: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, idx, axis=1)
 
 
-def run_cell(cell: nn.Module, x_proj: Gates, mask: jax.Array) -> tuple[Carry, jax.Array]:
-    """Scan ``cell`` over time. x_proj: per gate [batch, time, hidden]; mask: [batch, time].
+def run_layer(cell: RecurrentCell, x_proj: Gates, mask: jax.Array, carry0: Carry) -> tuple[Carry, jax.Array]:
+    """Run ``cell`` over time. x_proj: per gate [batch, time, hidden]; mask: [batch, time].
     Returns the final carry and the outputs [batch, time, hidden] (zero at PAD)."""
-
-    def body(c: nn.Module, carry: Carry, inputs: tuple[Gates, jax.Array]):
-        xp, m = inputs
-        new = select_carry(m, c(carry, xp), carry)
-        return new, c.output(new) * m[:, None]
-
-    scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False}, in_axes=1, out_axes=1)
-    return scan(cell, cell.initial_carry(mask.shape[0]), (x_proj, mask))
+    kernels, biases = cell.weights()
+    time_major = tuple(jnp.swapaxes(x, 0, 1) for x in x_proj)
+    carry, ys = recurrence(cell.kind, kernels, biases, time_major, jnp.swapaxes(mask, 0, 1), carry0)
+    return carry, jnp.swapaxes(ys, 0, 1) * mask[..., None]
 
 
 class Encoder(nn.Module):
@@ -69,15 +66,15 @@ class Encoder(nn.Module):
             src = reverse_rows(src, lengths)
         drop = nn.Dropout(cfg.dropout, deterministic=not train)
         x = drop(nn.Embed(cfg.src_vocab_size, cfg.embed_dim, dtype=dtype, name="embed")(src))
-        cls = cell_class(cfg.cell)
         finals = []
         for layer in range(cfg.num_layers):
             outputs, carries = [], []
             for direction in ("fwd", "bwd") if cfg.bidirectional else ("fwd",):
                 inp = x if direction == "fwd" else reverse_rows(x, lengths)
                 name = f"layer{layer}_{direction}"
-                x_proj = GateProjection(cls.gates, cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
-                carry, y = run_cell(cls(cfg.hidden_size, dtype=dtype, name=name), x_proj, mask)
+                x_proj = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
+                cell = RecurrentCell(cfg.cell, cfg.hidden_size, dtype=dtype, name=name)
+                carry, y = run_layer(cell, x_proj, mask, cell.initial_carry(src.shape[0]))
                 outputs.append(y if direction == "fwd" else reverse_rows(y, lengths))
                 carries.append(carry)
             x = jnp.concatenate(outputs, axis=-1).astype(dtype)

@@ -59,7 +59,12 @@ class Seq2Seq(nn.Module):
         state = self.initial_state(enc)
         scan_kwargs = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
                            in_axes=(nn.broadcast, 1), out_axes=1)
-        if _is_teacher_forcing(teacher_forcing_prob):
+        if _is_teacher_forcing(teacher_forcing_prob) and self.decoder.layerwise:
+            emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
+            outs = self.decoder.forward_layers(enc, state, emb, emb_proj, train)
+            log_probs = self.decoder.generate(outs)
+            attention = jnp.zeros((*tgt_in.shape, 0), jnp.float32)
+        elif _is_teacher_forcing(teacher_forcing_prob):
             # The embedding projection and the generator run on all steps at once.
             emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
 

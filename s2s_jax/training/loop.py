@@ -17,12 +17,10 @@ import logging
 import math
 import os
 import signal
-import sys
 import time
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from s2s_jax.checkpoint import Checkpointer, check_workdir_config
 from s2s_jax.config import Config
@@ -31,13 +29,16 @@ from s2s_jax.data.pipeline import BatchIterator
 from s2s_jax.errors import NonFiniteLossError
 from s2s_jax.evaluation import evaluate
 from s2s_jax.fileio import atomic_write_text
-from s2s_jax.summary import MetricsWriter
+from s2s_jax.parallel import Parallel, initialize_distributed
+from s2s_jax.plots import attention_examples
+from s2s_jax.summary import MetricsWriter, progress
 from s2s_jax.training.schedules import plateau_update
-from s2s_jax.training.step import TrainState, create_train_state, train_step
+from s2s_jax.training.step import TrainState, create_train_state
 
 log = logging.getLogger("s2s_jax")
 
 LOWER_IS_BETTER = ("loss", "perplexity")
+EXAMPLES_PER_EVAL = 4  # sample translations (and heatmaps) shown in TensorBoard per evaluation
 
 
 @dataclasses.dataclass
@@ -54,9 +55,11 @@ class _Interrupts:
         self.requested: int | None = None
 
     def _handle(self, signum, frame):
-        if self.requested is not None:
-            os._exit(128 + signum)
         self.requested = signum
+        # The second signal gets the default disposition, which ends the process at once even
+        # while it waits in compiled code or on a save, where Python handlers cannot run.
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_DFL)
 
     @contextlib.contextmanager
     def installed(self):
@@ -91,16 +94,20 @@ def train(cfg: Config, workdir: str) -> TrainState:
 
 def run(cfg: Config, workdir: str) -> RunResult:
     """:func:`train`, also returning the data and why the run stopped."""
+    initialize_distributed()  # before anything touches a device; a no-op unless S2S_DISTRIBUTED=1
     os.makedirs(workdir, exist_ok=True)
     check_workdir_config(workdir, cfg)
     data = prepare_data(cfg, workdir)
     cfg = data.config
     tcfg = cfg.train
-    batches = BatchIterator(data.splits["train"], cfg.data, seed=tcfg.seed)
+    par = Parallel(cfg)  # every device of every host; each host reads its rows of each batch
+    batches = BatchIterator(data.splits["train"], cfg.data, seed=tcfg.seed, multiple=par.multiple,
+                            process_index=par.process_index, process_count=par.process_count)
     total = _total_steps(cfg, batches.steps_per_epoch)
     init_key, rng = jax.random.split(jax.random.key(tcfg.seed))
-    state = create_train_state(cfg, init_key, batches.steps_per_epoch)
-    metrics = MetricsWriter(workdir)
+    state = par.replicate(create_train_state(cfg, init_key, batches.steps_per_epoch))
+    rng = par.replicate(rng)  # checkpoints restore into these placements
+    metrics = MetricsWriter(workdir, enabled=par.is_main_process)
     ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
     loop = {"plateau": {"best": float("inf"), "bad": 0, "scale": 1.0}, "best": None}
     if ckpt.latest.latest_step() is not None:
@@ -110,7 +117,13 @@ def run(cfg: Config, workdir: str) -> RunResult:
         metrics.truncate_after(int(state.step))
         log.info("Resumed %s at step %d.", workdir, int(state.step))
     else:
+        metrics.truncate_after(0)  # records of an earlier attempt that never reached a checkpoint
         atomic_write_text(os.path.join(workdir, "config.json"), cfg.to_json())
+    best_step = ckpt.step_of("best")
+    if best_step is not None and best_step > int(state.step):
+        # Saved by the interrupted attempt after the checkpoint we resume from: the replay keeps
+        # it unless it finds a better one, as the uninterrupted run would have.
+        loop["best"] = ckpt.read_meta("best")["loop"]["best"]
 
     def save(best: bool = False) -> None:
         meta = {"config": cfg.to_dict(), "data_iterator": batches.get_state(), "loop": loop}
@@ -120,20 +133,24 @@ def run(cfg: Config, workdir: str) -> RunResult:
     if start_step >= total:
         log.info("%s already holds a finished run (step %d).", workdir, start_step)
         ckpt.close()
+        metrics.close()
         return RunResult(state, data, "finished")
     # A live bar on a terminal; plain log lines (or nothing, when quiet) in a log file.
-    bar = tqdm(total=total, initial=start_step, disable=tcfg.quiet or not sys.stderr.isatty(), file=sys.stderr,
-               dynamic_ncols=True, desc="train", unit="step")
-    pending: list[tuple[int, jax.Array]] = []  # losses not yet checked for NaN
+    bar = progress(total, "train", tcfg.quiet, initial=start_step)
+    pending: list[tuple[int, jax.Array, jax.Array]] = []  # (step, loss, grad norm) not yet checked for NaN
     window = {"nll_sum": 0.0, "tokens": 0.0, "correct": 0.0, "t0": time.perf_counter()}
     t_start = time.perf_counter()
     stopped = "finished"
 
     def check_losses() -> None:
-        for step, loss in pending:
-            if not np.isfinite(float(loss)):
-                raise NonFiniteLossError(f"the training loss became {float(loss)} at step {step}; "
-                                         "stopping without saving (the last good checkpoint is kept).")
+        """Raise on a non-finite loss, or gradient norm (whose update poisons the parameters)."""
+        for step, *values in pending:
+            for name, value in zip(("loss", "gradient norm"), values, strict=True):
+                if not np.isfinite(float(value)):
+                    kept = ckpt.step_of("latest")
+                    raise NonFiniteLossError(
+                        f"the training {name} became {float(value)} at step {step}; stopped without saving "
+                        + ("(no checkpoint was saved yet)." if kept is None else f"(checkpoint {kept} is kept)."))
         pending.clear()
 
     def log_train(step: int, m: dict) -> None:
@@ -144,6 +161,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
                   "learning_rate": float(m["learning_rate"]),
                   "teacher_forcing_prob": float(m["teacher_forcing_prob"]),
                   "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch": batches.epoch_progress}
+        record["perplexity"] = math.exp(min(record["nll"], 50.0))
         metrics.write(step, "train", record)
         if bar.disable:
             log.info("step %d/%d loss %.4f %.0f tokens/s", step, total, record["loss"], record["tokens_per_s"])
@@ -151,15 +169,29 @@ def run(cfg: Config, workdir: str) -> RunResult:
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
         window.update(nll_sum=0.0, tokens=0.0, correct=0.0, t0=time.perf_counter())
 
+    def evaluate_split(step: int, name: str, limit: int = 0) -> dict:
+        split = data.splits[name]
+        with progress(min(limit, len(split)) if limit else len(split), name, tcfg.quiet, unit="sentence",
+                      leave=False) as eval_bar:
+            m, hyps = evaluate(state, split, data.tgt_tokenizer, cfg.decode, limit, eval_bar.update, par)
+        metrics.write(step, name, m)
+        log.info("step %d %s: loss %.4f bleu %.2f exact %.4f", step, name, m["loss"], m["bleu"], m["exact_match"])
+        k = min(EXAMPLES_PER_EVAL, len(hyps))
+        examples = []
+        if cfg.model.attention != "none":
+            examples = attention_examples(state, split, data.src_tokenizer, data.tgt_tokenizer, range(k), par)
+        figures = {f"attention/{i}": ex.heatmap() for i, ex in enumerate(examples)} if metrics.enabled else {}
+        metrics.write_examples(step, name, split.raw_src[:k], hyps[:k], split.raw_tgt[:k], figures)
+        return m
+
     def run_eval(step: int) -> None:
         nonlocal state
-        m, _ = evaluate(state, data.splits["validation"], data.tgt_tokenizer, cfg.decode, tcfg.eval_max_examples)
-        metrics.write(step, "validation", m)
-        log.info("step %d validation: loss %.4f bleu %.2f exact %.4f", step, m["loss"], m["bleu"], m["exact_match"])
+        m = evaluate_split(step, "validation", tcfg.eval_max_examples)
         if tcfg.lr_schedule == "plateau":
             loop["plateau"], lowered = plateau_update(tcfg, loop["plateau"], m["loss"])
             if lowered:
-                state = state.replace(lr_scale=jax.numpy.asarray(loop["plateau"]["scale"], jax.numpy.float32))
+                scale = jax.numpy.asarray(loop["plateau"]["scale"], jax.numpy.float32)
+                state = state.replace(lr_scale=par.replicate(scale))
         value = m[tcfg.best_metric]
         if _better(tcfg.best_metric, value, loop["best"]):
             loop["best"] = value
@@ -170,9 +202,10 @@ def run(cfg: Config, workdir: str) -> RunResult:
         with interrupts.installed():
             for step in range(start_step, total):
                 batch = next(batches)
-                state, m = train_step(state, {"src": batch["src"], "tgt": batch["tgt"]}, jax.random.fold_in(rng, step))
+                arrays = par.shard_batch({"src": batch["src"], "tgt": batch["tgt"]})
+                state, m = par.train_step(state, arrays, jax.random.fold_in(rng, step))
                 done = step + 1
-                pending.append((done, m["loss"]))
+                pending.append((done, m["loss"], m["grad_norm"]))
                 for k in ("nll_sum", "tokens", "correct"):  # device values: no sync per step
                     window[k] = window[k] + m[k]
                 bar.update(1)
@@ -183,18 +216,20 @@ def run(cfg: Config, workdir: str) -> RunResult:
                     check_losses()
                     run_eval(done)
                 out_of_time = tcfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * tcfg.max_minutes
-                if done % tcfg.checkpoint_every == 0 or done == total or interrupts.requested or out_of_time:
+                # Read the signal flag once: one arriving between two reads would stop without a save.
+                stop = "signal" if interrupts.requested else "time" if out_of_time else None
+                if done % tcfg.checkpoint_every == 0 or done == total or stop:
                     check_losses()
                     save()
-                if interrupts.requested or out_of_time:
-                    stopped = "signal" if interrupts.requested else "time"
+                if stop:
+                    stopped = stop
                     break
             check_losses()
             if stopped == "finished":
-                m, _ = evaluate(state, data.splits["test"], data.tgt_tokenizer, cfg.decode)
-                metrics.write(int(state.step), "test", m)
+                evaluate_split(int(state.step), "test")
             ckpt.wait()
     finally:
         bar.close()
         ckpt.close()
+        metrics.close()
     return RunResult(state, data, stopped)

@@ -88,7 +88,7 @@ def apply_gradients(state: TrainState, grads: Any) -> tuple[TrainState, dict[str
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     updates = jax.tree_util.tree_map(lambda u: u * state.lr_scale, updates)
     new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
-    return new, {"grad_norm": optax.global_norm(grads), "learning_rate": state.lr_fn(state.step) * state.lr_scale}
+    return new, {"grad_norm": optax.tree.norm(grads), "learning_rate": state.lr_fn(state.step) * state.lr_scale}
 
 
 def train_step_fn(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[TrainState, dict]:

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Decoding speed: sentences/s of greedy decoding and beam search beside the PyTorch
+reference's greedy decoding, on the attention model shape of ``torch_reference.py``
+(bidirectional GRU encoder, additive Bahdanau attention, GRU decoder).
+
+Like the reference, every sentence decodes exactly ``--tgt-len`` tokens (min_len =
+max_len), so the runs do the same number of steps whatever the random weights say.
+JAX and PyTorch rounds alternate, so a busy machine slows both alike. The first JAX
+call (compilation and one run) is reported separately, and the compilation time as
+that call less a run's median time. Prints one JSON object.
+
+    python benchmarks/decode.py --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from s2s_jax.config import ModelConfig
+from s2s_jax.decoding import beam_search, greedy_decode
+from s2s_jax.models.seq2seq import Seq2Seq
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds of each program")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--src-len", type=int, default=24)
+    p.add_argument("--tgt-len", type=int, default=24, help="decoded tokens per sentence")
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--torch-reference", type=Path, default=TORCH_REFERENCE,
+                   help="the PyTorch reference script (default: ../shared/bench/torch_reference.py from the repo)")
+    p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--no-torch", action="store_true", help="time the JAX side only")
+    return p.parse_args()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 1), "median": round(statistics.median(values), 1),
+            "max": round(max(values), 1)}
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
+
+
+def torch_round(a: argparse.Namespace) -> dict:
+    """One run of the reference script; it times one greedy batch after a warm-up (and trains first)."""
+    cmd = [sys.executable, str(a.torch_reference), "--model", "attention", "--threads", str(a.torch_threads),
+           "--batch", str(a.batch), "--src-len", str(a.src_len), "--tgt-len", str(a.tgt_len),
+           "--vocab", str(a.vocab), "--steps", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    a = parse_args()
+    if not a.no_torch and not a.torch_reference.is_file():
+        sys.exit(f"decode.py: error: the PyTorch reference {a.torch_reference} does not exist; "
+                 "pass --torch-reference or --no-torch.")
+    cfg = ModelConfig(src_vocab_size=a.vocab, tgt_vocab_size=a.vocab, cell="gru", bidirectional=True,
+                      hidden_size=512, embed_dim=256, bridge="linear", attention="additive",
+                      attention_style="bahdanau")
+    model = Seq2Seq(cfg)
+    rng = np.random.default_rng(0)
+    src = rng.integers(4, a.vocab, (a.batch, a.src_len)).astype(np.int32)
+    params = jax.jit(model.init)(jax.random.key(0), src, src[:, :a.tgt_len])["params"]
+    length = dict(max_len=a.tgt_len, min_len=a.tgt_len)
+    programs = {
+        "greedy": lambda: greedy_decode(model, params, src, **length),
+        f"beam{a.beam_size}": lambda: beam_search(model, params, src, beam_size=a.beam_size, **length),
+    }
+    first_call = {name: round(timed(fn), 2) for name, fn in programs.items()}
+    speeds: dict[str, list[float]] = {name: [] for name in programs}
+    torch_speeds: list[float] = []
+    torch_info: dict = {}
+    for _ in range(a.rounds):
+        for name, fn in programs.items():
+            speeds[name].append(a.batch / timed(fn))
+        if not a.no_torch:
+            torch_info = torch_round(a)
+            torch_speeds.append(torch_info["greedy_sentences_per_s"])
+
+    result = {
+        "model": "attention (gru, bidirectional, additive bahdanau)",
+        "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len, "vocab": a.vocab, "rounds": a.rounds,
+        "jax": {"version": jax.__version__, "device": str(jax.devices()[0]), "first_call_s": first_call,
+                # the first call compiles and runs once: less one run's median time, the compilation
+                "compile_s": {name: round(first_call[name] - a.batch / statistics.median(v), 2)
+                              for name, v in speeds.items()},
+                "sentences_per_s": {name: spread(v) for name, v in speeds.items()}},
+    }
+    if torch_speeds:
+        torch_median = statistics.median(torch_speeds)
+        result["torch"] = {"impl": torch_info["impl"], "threads": torch_info["threads"],
+                           "greedy_sentences_per_s": spread(torch_speeds)}
+        result["ratio_vs_torch_greedy"] = {name: round(statistics.median(v) / torch_median, 2)
+                                           for name, v in speeds.items()}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

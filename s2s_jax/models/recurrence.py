@@ -1,0 +1,106 @@
+"""A recurrent layer over a whole sequence, with a hand-written backward pass.
+
+``recurrence(kind, kernels, biases, x_proj, mask, carry0)`` runs a cell over
+time given the input projections of every step. Its result equals scanning
+the cell; its gradient is computed differently from what autodiff of the scan
+would do. The backward scan computes only the per-step gate gradients and the
+gradient flowing into the previous state (one ``[batch, gates*hidden] x
+[gates*hidden, hidden]`` product per step); the recurrent weight gradients are
+then ONE matmul over all steps, ``H_prev^T @ dG`` with ``[time*batch]`` as the
+contracted dimension, instead of a small accumulation inside every step. On
+a CPU the big matmul runs near peak and the small ones do not.
+
+Shapes (time-major): x_proj: per gate [time, batch, hidden]; mask: [time, batch]
+(False at PAD: the state is carried unchanged); kernels: per gate [hidden, hidden];
+biases: per gate [hidden]; carry0: [batch, hidden] (LSTM: (c, h)).
+Gate formulas are :func:`s2s_jax.models.cells.cell_forward`; the backward pass
+below is their derivative, checked against autodiff in the tests.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from s2s_jax.models.cells import Carry, Gates, cell_forward, hidden_of
+
+
+def _backward_step(kind: str, kernels_t: Gates, d_carry: Carry, dy: jax.Array, m: jax.Array, res):
+    """Gradient of one step: (d previous carry, gate gradients of the input projection,
+    gate gradients of the recurrent projection), all [batch, hidden]."""
+    keep = m[:, None].astype(dy.dtype)
+    if kind == "gru":
+        h_prev, r, z, n, hn = res
+        dh = (d_carry + dy) * keep
+        dn = dh * (1.0 - z)
+        da_n = dn * (1.0 - n * n)
+        da_z = dh * (h_prev - n) * z * (1.0 - z)
+        da_r = da_n * hn * r * (1.0 - r)
+        dhn = da_n * r
+        d_rec = (da_r, da_z, dhn)
+        d_in = (da_r, da_z, da_n)
+        d_prev = (d_carry + dy) * (1.0 - keep) + dh * z
+    elif kind == "lstm":
+        h_prev, c_prev, i, f, g, o, tc = res
+        dc_next, dh_next = d_carry
+        dh = (dh_next + dy) * keep
+        dc = dc_next * keep + dh * o * (1.0 - tc * tc)
+        d_in = (dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g),
+                dh * tc * o * (1.0 - o))
+        d_rec = d_in
+        d_prev_c = dc_next * (1.0 - keep) + dc * f
+        d_prev = (d_prev_c, (dh_next + dy) * (1.0 - keep))
+    else:
+        h_prev, h_new = res
+        dh = (d_carry + dy) * keep
+        d_in = d_rec = (dh * (1.0 - h_new * h_new),)
+        d_prev = (d_carry + dy) * (1.0 - keep)
+    d_h_prev = sum(jnp.dot(d.astype(k.dtype), k).astype(jnp.float32) for d, k in zip(d_rec, kernels_t, strict=True))
+    d_prev = (d_prev[0], d_prev[1] + d_h_prev) if kind == "lstm" else d_prev + d_h_prev
+    return d_prev, d_in, d_rec
+
+
+def _scan_forward(kind, kernels, biases, x_proj, mask, carry0):
+    def body(carry, inputs):
+        x, m = inputs
+        carry, res = cell_forward(kind, kernels, biases, carry, x, keep=m)
+        return carry, (hidden_of(kind, carry), res)
+
+    return jax.lax.scan(body, carry0, (x_proj, mask))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def recurrence(kind: str, kernels: Gates, biases: Gates, x_proj: Gates, mask: jax.Array,
+               carry0: Carry) -> tuple[Carry, jax.Array]:
+    """(final carry, outputs [time, batch, hidden]) of a ``kind`` cell run over time."""
+    carry, (ys, _) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0)
+    return carry, ys
+
+
+def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0):
+    carry, (ys, res) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0)
+    return (carry, ys), (kernels, mask, res)
+
+
+def _recurrence_bwd(kind, saved, grads):
+    kernels, mask, res = saved
+    d_final, d_ys = grads
+    kernels_t = tuple(k.T for k in kernels)
+
+    def body(d_carry, inputs):
+        dy, m, r = inputs
+        d_carry, d_in, d_rec = _backward_step(kind, kernels_t, d_carry, dy, m, r)
+        return d_carry, (d_in, d_rec)
+
+    d_carry0, (d_x, d_rec) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)
+    h_prev = res[0]
+    flat_h = h_prev.reshape(-1, h_prev.shape[-1])
+    d_kernels = tuple((flat_h.T @ d.reshape(-1, d.shape[-1])).astype(k.dtype)
+                      for d, k in zip(d_rec, kernels, strict=True))
+    d_biases = tuple(d.sum(axis=(0, 1)) for d in d_rec)
+    return d_kernels, d_biases, d_x, None, d_carry0
+
+
+recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

@@ -1,0 +1,150 @@
+"""Model behaviour: padding invariance, source reversal, attention masking,
+teacher forcing vs scheduled sampling, the single-step API."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s2s_jax.models.encoder import reverse_rows
+from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
+from s2s_jax.vocab import PAD_ID
+from tests.conftest import random_batch, tiny_model
+
+# Every cell, direction, attention score and decoder style appears at least once.
+VARIANTS = {
+    "lstm-2layer-plain": dict(cell="lstm", num_layers=2),
+    "gru-bi-additive-bahdanau": dict(cell="gru", bidirectional=True, attention="additive", attention_style="bahdanau"),
+    "rnn-bi-general-luong-feed": dict(cell="rnn", bidirectional=True, attention="general", input_feeding=True),
+    "lstm-dot-luong": dict(cell="lstm", attention="dot"),
+    "gru-context-every-step": dict(cell="gru", context_every_step=True, bridge="linear"),
+    "lstm-bi-general-bahdanau-2layer": dict(cell="lstm", bidirectional=True, attention="general",
+                                            attention_style="bahdanau", num_layers=2),
+    "rnn-additive-luong-zero-bridge": dict(cell="rnn", attention="additive", bridge="zero"),
+}
+
+
+def _init(cfg, batch):
+    model = Seq2Seq(cfg)
+    params = jax.jit(model.init)(jax.random.key(0), batch["src"], batch["tgt"][:, :-1])["params"]
+    return model, params
+
+
+def _apply(model):
+    return jax.jit(lambda p, s, t: model.apply({"params": p}, s, t, mutable=["intermediates"]))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_padding_invariance_and_attention_mask(name):
+    cfg = tiny_model(**VARIANTS[name])
+    b = random_batch(3, 7, 6, seed=1)
+    model, params = _init(cfg, b)
+    apply = _apply(model)
+    full, inter = apply(params, b["src"], b["tgt"][:, :-1])
+    for row in (1, 2):  # rows shorter than the batch's padded lengths
+        n_src = int(np.sum(b["src"][row] != PAD_ID))
+        n_tgt = int(np.sum(b["tgt"][row] != PAD_ID)) - 1
+        alone, _ = apply(params, b["src"][row:row + 1, :n_src], b["tgt"][row:row + 1, :n_tgt])
+        np.testing.assert_allclose(full[row, :n_tgt], alone[0], atol=2e-5, rtol=1e-5)
+    weights = np.asarray(inter["intermediates"]["attention"][0])
+    if cfg.attention == "none":
+        assert weights.shape[-1] == 0
+    else:
+        mask = b["src"] != PAD_ID
+        np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+        assert np.all(weights[np.broadcast_to(~mask[:, None, :], weights.shape)] == 0.0)
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(bidirectional=True, attention="additive")])
+def test_reverse_source_equals_manually_reversed_rows(extra):
+    b = random_batch(3, 7, 5, seed=2)
+    forward = tiny_model(**extra)
+    backward = tiny_model(reverse_source=True, **extra)
+    model_f, params = _init(forward, b)
+    src_rev = np.asarray(reverse_rows(jnp.asarray(b["src"]), jnp.sum(b["src"] != PAD_ID, axis=1)))
+    assert not np.array_equal(src_rev, b["src"]) and np.array_equal(src_rev[1][::-1][-1], b["src"][1][0])
+    out_f, _ = _apply(model_f)(params, src_rev, b["tgt"][:, :-1])
+    out_r, _ = _apply(Seq2Seq(backward))(params, b["src"], b["tgt"][:, :-1])
+    np.testing.assert_allclose(out_f, out_r, atol=1e-5)
+
+
+def test_reverse_rows_keeps_padding_and_is_an_involution():
+    x = jnp.array([[5, 6, 7, 0], [8, 9, 0, 0]])
+    lengths = jnp.array([3, 2])
+    np.testing.assert_array_equal(reverse_rows(x, lengths), [[7, 6, 5, 0], [9, 8, 0, 0]])
+    np.testing.assert_array_equal(reverse_rows(reverse_rows(x, lengths), lengths), x)
+
+
+@pytest.fixture(scope="module")
+def attention_model():
+    cfg = tiny_model(cell="gru", attention="general", input_feeding=True, dropout=0.2)
+    b = random_batch(4, 6, 6, seed=3)
+    model, params = _init(cfg, b)
+    return model, params, b
+
+
+def test_teacher_forcing_prob_one_equals_teacher_forcing(attention_model):
+    model, params, b = attention_model
+    tf = model.apply({"params": params}, b["src"], b["tgt"][:, :-1])
+    ss = jax.jit(lambda p, k: model.apply({"params": p}, b["src"], b["tgt"][:, :-1], teacher_forcing_prob=jnp.float32(1.0),
+                                          rngs={"sampling": k}))(params, jax.random.key(5))
+    np.testing.assert_allclose(tf, ss, atol=1e-5)
+
+
+def test_scheduled_sampling_is_deterministic_by_key(attention_model):
+    model, params, b = attention_model
+    run = jax.jit(lambda p, k: model.apply({"params": p}, b["src"], b["tgt"][:, :-1], train=True,
+                                           teacher_forcing_prob=jnp.float32(0.5), sampling_mode="sample",
+                                           rngs={"sampling": k, "dropout": jax.random.key(9)}))
+    a, a2, c = run(params, jax.random.key(1)), run(params, jax.random.key(1)), run(params, jax.random.key(2))
+    np.testing.assert_array_equal(a, a2)
+    assert not np.allclose(a, c)
+
+
+def test_zero_teacher_forcing_feeds_the_models_own_argmax(attention_model):
+    """With eps = 0 every input after BOS is the model's previous argmax: the same
+    as running the single-step API on its own predictions."""
+    model, params, b = attention_model
+    ss = model.apply({"params": params}, b["src"], b["tgt"][:, :-1], teacher_forcing_prob=0.0,
+                     rngs={"sampling": jax.random.key(0)})
+    state, step, _ = init_decoder(model, params, b["src"])
+    tokens = b["tgt"][:, 0]
+    for t in range(b["tgt"].shape[1] - 1):
+        log_probs, state = step(state, tokens)
+        np.testing.assert_allclose(ss[:, t], log_probs, atol=1e-5)
+        tokens = jnp.argmax(log_probs, -1)
+
+
+def test_single_step_api_equals_training_forward(attention_model):
+    model, params, b = attention_model
+    full = model.apply({"params": params}, b["src"], b["tgt"][:, :-1])
+    state, step, _ = init_decoder(model, params, b["src"])
+    for t in range(b["tgt"].shape[1] - 1):
+        log_probs, state = step(state, b["tgt"][:, t])
+        np.testing.assert_allclose(full[:, t], log_probs, atol=1e-5)
+
+
+def test_tied_embeddings_share_the_target_embedding():
+    cfg = tiny_model(tie_embeddings=True, attention="dot")
+    b = random_batch(2, 5, 4)
+    model, params = _init(cfg, b)
+    gen = params["decoder"]["generator"]
+    assert "output" not in gen and "bias" in gen
+    perturbed = jax.tree_util.tree_map(lambda x: x, params)
+    perturbed["decoder"]["embed"]["embedding"] = params["decoder"]["embed"]["embedding"] * 2.0
+    a = model.apply({"params": params}, b["src"], b["tgt"][:, :-1])
+    c = model.apply({"params": perturbed}, b["src"], b["tgt"][:, :-1])
+    assert not np.allclose(a, c)
+
+
+def test_bfloat16_activations_keep_float32_params_and_outputs():
+    cfg = tiny_model(dtype="bfloat16", attention="additive")
+    b = random_batch(2, 5, 4)
+    model, params = _init(cfg, b)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+    out = model.apply({"params": params}, b["src"], b["tgt"][:, :-1])
+    assert out.dtype == jnp.float32
+    ref = Seq2Seq(tiny_model(attention="additive")).apply({"params": params}, b["src"], b["tgt"][:, :-1])
+    np.testing.assert_allclose(out, ref, atol=0.1)

@@ -1,0 +1,131 @@
+"""Data parallelism on 4 devices against 1 device.
+
+The 4-device checks run in ONE subprocess (tests/parallel_checks.py) that sees 4 CPU devices;
+this process keeps its single device and provides the 1-device side of the checkpoint and
+training-loop comparisons, running while the subprocess compiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from s2s_jax.checkpoint import Checkpointer
+from s2s_jax.summary import read_metrics
+from s2s_jax.training.loop import train
+from s2s_jax.training.step import create_train_state
+from tests.parallel_checks import BF16_STEPS, DEVICES, flat, loop_config, step_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOL = 1e-5  # float32 sums in another order
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    out = str(tmp_path_factory.mktemp("parallel"))
+    # A 1-device checkpoint (step 0, seed 7) for the subprocess to restore on 4 devices.
+    cfg = step_config()
+    state = create_train_state(cfg, jax.random.key(7))
+    np.savez(os.path.join(out, "ckpt1.npz"), **flat(state.params))
+    ckpt = Checkpointer(os.path.join(out, "ckpt1"), async_save=False)
+    ckpt.save(state, jax.random.key(0), {"config": cfg.to_dict()})
+    ckpt.close()
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}",
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "parallel_checks.py"), out], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        loop1 = train(loop_config(), os.path.join(out, "loop1"))  # the 1-device reference, meanwhile
+        log, _ = proc.communicate(timeout=900)
+    finally:
+        proc.kill()
+    path = os.path.join(out, "results.json")
+    assert os.path.exists(path), f"the 4-device subprocess failed:\n{log[-4000:]}"
+    with open(path) as f:
+        results = json.load(f)
+    results["out"], results["loop1"] = out, loop1
+    return results
+
+
+def _ok(run: dict, name: str) -> None:
+    assert name not in run["errors"], run["errors"][name]
+
+
+@pytest.mark.parametrize("mode", ["sharding", "pmap"])
+def test_step_on_4_devices_equals_1_device(run, mode):
+    _ok(run, "steps")
+    assert run["device_count"] == DEVICES
+    assert len(set(run["tokens_per_device"])) > 1 and 0 in run["tokens_per_device"]
+    r = run[mode]
+    for name, (got, ref) in r["metrics"].items():
+        assert got == pytest.approx(ref, rel=TOL, abs=TOL), name
+    for name, (got, ref) in r["eval"].items():
+        assert got == pytest.approx(ref, rel=TOL, abs=TOL), name
+    assert r["param_change"] > 1e-4  # the step moved the parameters...
+    assert r["param_diff"] < TOL  # ...exactly as one device does
+    assert r["opt_state_diff"] < TOL
+    assert r["state_devices"] == DEVICES
+    assert r["batch_shape"] == ([DEVICES, 2, 7] if mode == "pmap" else [2 * DEVICES, 7])
+
+
+def test_batch_not_divisible_by_devices_is_refused(run):
+    _ok(run, "indivisible")
+    expected = f"data.batch_size=6 is not divisible by the {DEVICES} data-parallel devices."
+    assert run["indivisible"] == [expected, expected]
+
+
+def test_checkpoints_move_between_device_counts(run):
+    _ok(run, "checkpoints")
+    r = run["restore_1_on_4"]
+    assert r["diff"] == 0.0 and r["devices"] == DEVICES and r["step"] == 0
+    # The checkpoint written from 4 devices, restored here on 1.
+    cfg = step_config()
+    target = create_train_state(cfg, jax.random.key(0))
+    ckpt = Checkpointer(os.path.join(run["out"], "ckpt4"), async_save=False)
+    restored, _, _ = ckpt.restore(target, jax.random.key(0))
+    ckpt.close()
+    expected = dict(np.load(os.path.join(run["out"], "ckpt4.npz")))
+    got = flat(restored.params)
+    assert int(restored.step) == 1
+    assert all(np.array_equal(got[k], v) for k, v in expected.items())
+    assert len(jax.tree_util.tree_leaves(restored.params)[0].sharding.device_set) == 1
+
+
+def test_bfloat16_loss_tracks_float32(run):
+    _ok(run, "bf16")
+    f32, bf16 = run["bf16"]["float32"], run["bf16"]["bfloat16"]
+    assert len(bf16["losses"]) == BF16_STEPS
+    assert bf16["loss_dtypes"] == ["float32"] and bf16["param_dtypes"] == ["float32"]
+    assert f32["losses"] != bf16["losses"]  # the activations really were bfloat16
+    np.testing.assert_allclose(bf16["losses"], f32["losses"], rtol=2e-2)
+    assert f32["losses"][-1] < f32["losses"][0]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_sharded_decoding_equals_single_device(run, strategy):
+    _ok(run, "decode")
+    r = run["decode"][strategy]
+    assert r["equal"] and r["shape"] == r["ref_shape"] and r["shape"][0] == 6 and r["nonpad"] > 0
+
+
+def test_training_loop_on_4_devices_equals_1_device(run):
+    _ok(run, "loop")
+    r = run["loop"]
+    assert r["devices"] == DEVICES and r["step"] == int(run["loop1"].step) == 4
+    expected = flat(run["loop1"].params)
+    got = dict(np.load(os.path.join(run["out"], "loop4.npz")))
+    assert max(float(np.max(np.abs(got[k] - v))) for k, v in expected.items()) < TOL
+    ref = read_metrics(os.path.join(run["out"], "loop1"))
+
+    def losses(records):
+        return [(m["step"], m["split"], round(m["loss"], 4)) for m in records if "loss" in m]
+
+    assert losses(r["metrics"]) == losses(ref) and len(losses(ref)) >= 4  # train x2, validation, test
