@@ -109,7 +109,13 @@ def _fail(prog: str, e: BaseException) -> NoReturn:
 
 
 def _setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # force: absl (imported by Orbax) already configured the root logger, at WARNING, which would
+    # hide our INFO lines; the libraries' own INFO records (Orbax's save details, JAX's backend
+    # probing) stay hidden.
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
+                        force=True)
+    for name in ("absl", "jax"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def train_main(argv: Sequence[str] | None = None) -> None:

@@ -17,18 +17,23 @@ gradients of its rows and the devices combine them. Two routes, chosen by
   checkpoints.
 
 Both are exact: the loss is the mean over the real tokens of the whole global
-batch, as on one device. Devices hold different numbers of real tokens, so a
-device's gradient of its own per-token mean is weighted by its share of the
-global token count before the sum (a plain ``pmean`` would weight a device
-of short rows as much as one of long rows).
+batch, as on one device (random draws aside: with dropout or sampled
+scheduled sampling the ``pmap`` route draws per device, so its masks differ
+from one device's; the ``sharding`` route draws the same as one device).
+Devices hold different numbers of real tokens, so under ``pmap`` a device's
+gradient of its own per-token mean is weighted by its share of the global
+token count before the sum (a plain ``pmean`` would weight a device of short
+rows as much as one of long rows).
 
 Several hosts (a TPU pod slice, several GPU boxes): every host runs the same
 program. :func:`initialize_distributed` joins them (``S2S_DISTRIBUTED=1``);
 each host reads only its slice of each training batch's rows
 (:class:`~s2s_jax.data.pipeline.BatchIterator` with ``process_index`` and
 ``process_count``), and :meth:`Parallel.shard_batch` assembles the global
-array from the hosts' slices. Only process 0 writes metrics; every process
-calls the checkpointer, as Orbax requires.
+array from the hosts' slices. Evaluation batches are held whole by every
+host (:meth:`Parallel.place`). Process 0 prepares the data and tokenizers
+before the others load them (:func:`main_process_first`); only process 0
+writes metrics; every process calls the checkpointer, as Orbax requires.
 
 With one device :class:`Parallel` runs the plain jitted ``train_step`` and
 ``eval_step`` on the batches as they are: no overhead.
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +69,7 @@ PROCESS_ID_ENV = "S2S_PROCESS_ID"  # with JAX_COORDINATOR_ADDRESS=host:port of p
 SUMMED_STATS = ("nll_sum", "tokens", "correct")
 
 Batch = dict[str, Any]
+T = TypeVar("T")
 
 
 def _env_int(name: str) -> int | None:
@@ -90,6 +96,18 @@ def initialize_distributed() -> bool:
     return jax.process_count() > 1
 
 
+def main_process_first(fn: Callable[[], T]) -> T:
+    """``fn()`` on process 0, then on the other processes, which find what it wrote (data
+    prepared by TFDS, tokenizers trained into the shared workdir) instead of racing to write
+    it too, or training tokenizers of their own. Just ``fn()`` on a single process."""
+    if jax.process_count() == 1:
+        return fn()
+    first = jax.process_index() == 0
+    result = fn() if first else None
+    multihost_utils.sync_global_devices("s2s_jax: process 0 is done")
+    return result if first else fn()
+
+
 def _psum(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: lax.psum(x, AXIS), tree)
 
@@ -98,7 +116,7 @@ def pmap_train_step_fn(state: TrainState, batch: Batch, key: jax.Array) -> tuple
     """The per-device body of the pmap train step: this device's rows [rows, ...], the
     replicated state; returns the same replicated new state and metrics as
     :func:`~s2s_jax.training.step.train_step_fn` on the global batch."""
-    # Distinct dropout / sampling noise on each device, as one device would draw for the whole batch.
+    # Each device draws its own dropout / sampling noise (with one key they would all repeat the same masks).
     key = jax.random.fold_in(key, lax.axis_index(AXIS))
     (loss, stats), grads = step_lib.loss_and_grads(state, batch, key)
     tokens = jnp.maximum(stats["tokens"], 1.0)

@@ -1,9 +1,12 @@
-"""Multi-device checks of s2s_jax.parallel, run by tests/test_parallel.py in a subprocess
-that sees 4 CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=4, read by JAX at
-start-up). One process runs every check, so JAX starts and compiles once; it writes the
-measured differences to OUTDIR/results.json and the test process asserts on them.
+"""Multi-device checks of s2s_jax.parallel, run by tests/test_parallel.py in subprocesses
+that see several CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=N, read by JAX
+at start-up). They write what they measured to OUTDIR and the test process asserts on it.
 
-    python tests/parallel_checks.py OUTDIR
+    python tests/parallel_checks.py OUTDIR          # one process, 4 devices: every step check
+    python tests/parallel_checks.py OUTDIR --loop   # one of 2 processes x 2 devices: train()
+
+The second form runs under S2S_DISTRIBUTED=1 with JAX_COORDINATOR_ADDRESS, S2S_NUM_PROCESSES
+and S2S_PROCESS_ID set, as on the hosts of a TPU pod slice.
 """
 
 from __future__ import annotations
@@ -168,17 +171,22 @@ def check_decoding(results: dict, state, par) -> None:
 
 
 def check_loop(results: dict, outdir: str) -> None:
-    from s2s_jax.summary import read_metrics
+    """train() in a process of a multi-process run: every process calls it on the same workdir."""
     from s2s_jax.training.loop import train
 
-    workdir = os.path.join(outdir, "loop4")
-    state = train(loop_config(), workdir)
-    np.savez(os.path.join(outdir, "loop4.npz"), **flat(state.params))
+    state = train(loop_config(), os.path.join(outdir, "loop_mp"))
     results["loop"] = {"devices": device_count_of(state), "step": int(state.step),
-                       "metrics": read_metrics(workdir)}
+                       "processes": jax.process_count(), "local_devices": jax.local_device_count()}
+    if jax.process_index() == 0:
+        np.savez(os.path.join(outdir, "loop_mp.npz"), **flat(state.params))
 
 
-def main(outdir: str) -> None:
+def main(outdir: str, loop: bool) -> None:
+    """The 4-device checks; with ``loop`` the training loop in one of several processes."""
+    if loop:
+        from s2s_jax.parallel import initialize_distributed
+
+        initialize_distributed()  # before JAX picks its devices; train() calling it again is a no-op
     results: dict = {"device_count": jax.device_count(), "errors": {}, "seconds": {}}
 
     def run(name, fn, *args):
@@ -191,17 +199,18 @@ def main(outdir: str) -> None:
         finally:
             results["seconds"][name] = round(time.perf_counter() - start, 1)
 
-    keep = run("steps", check_steps, results)
-    if keep:
+    if loop:
+        run("loop", check_loop, results, outdir)
+    elif keep := run("steps", check_steps, results):
         cfg, state, par = keep
         run("indivisible", check_indivisible, results, par)
         run("checkpoints", check_checkpoints, results, outdir, cfg, state, par)
         trained = run("bf16", check_bf16, results, cfg, state, par)
         run("decode", check_decoding, results, trained if trained is not None else par.replicate(state), par)
-    run("loop", check_loop, results, outdir)
-    with open(os.path.join(outdir, "results.json"), "w") as f:
+    name = f"loop_results_{jax.process_index()}.json" if loop else "results.json"
+    with open(os.path.join(outdir, name), "w") as f:
         json.dump(results, f, indent=1, default=str)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], loop="--loop" in sys.argv[2:])

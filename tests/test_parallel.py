@@ -1,14 +1,16 @@
 """Data parallelism on 4 devices against 1 device.
 
-The 4-device checks run in ONE subprocess (tests/parallel_checks.py) that sees 4 CPU devices;
-this process keeps its single device and provides the 1-device side of the checkpoint and
-training-loop comparisons, running while the subprocess compiles.
+The multi-device checks run in subprocesses (tests/parallel_checks.py): one process with 4 CPU
+devices runs the step, checkpoint, bf16 and decoding checks; two processes with 2 devices each
+run the training loop as the hosts of a pod slice would. This process keeps its single device
+and provides the 1-device side of the comparisons while the subprocesses compile.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -17,9 +19,13 @@ import numpy as np
 import pytest
 
 from s2s_jax.checkpoint import Checkpointer
+from s2s_jax.errors import ConfigError
+from s2s_jax.parallel import Parallel, initialize_distributed
 from s2s_jax.summary import read_metrics
+from s2s_jax.training import step as step_lib
 from s2s_jax.training.loop import train
 from s2s_jax.training.step import create_train_state
+from tests.conftest import random_batch
 from tests.parallel_checks import BF16_STEPS, DEVICES, flat, loop_config, step_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,22 +43,37 @@ def run(tmp_path_factory) -> dict:
     ckpt.save(state, jax.random.key(0), {"config": cfg.to_dict()})
     ckpt.close()
 
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}",
-               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "parallel_checks.py"), out], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with socket.socket() as s:  # a free port for the coordinator of the 2-process run
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [_launch(out, DEVICES)]
+    procs += [_launch(out, DEVICES // 2, "--loop", S2S_DISTRIBUTED="1", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                      S2S_NUM_PROCESSES="2", S2S_PROCESS_ID=str(i)) for i in range(2)]
     try:
         loop1 = train(loop_config(), os.path.join(out, "loop1"))  # the 1-device reference, meanwhile
-        log, _ = proc.communicate(timeout=900)
+        logs = [p.communicate(timeout=900)[0] for p in procs]
     finally:
-        proc.kill()
-    path = os.path.join(out, "results.json")
-    assert os.path.exists(path), f"the 4-device subprocess failed:\n{log[-4000:]}"
-    with open(path) as f:
-        results = json.load(f)
-    results["out"], results["loop1"] = out, loop1
-    return results
+        for p in procs:
+            p.kill()
+    results = {}
+    for name, log in zip(("results.json", "loop_results_0.json", "loop_results_1.json"), logs, strict=True):
+        path = os.path.join(out, name)
+        assert os.path.exists(path), f"a subprocess failed:\n{log[-4000:]}"
+        with open(path) as f:
+            results[name] = json.load(f)
+    run = results["results.json"]
+    run["errors"] |= results["loop_results_0.json"]["errors"] | results["loop_results_1.json"]["errors"]
+    run["loop"] = [results[f"loop_results_{i}.json"].get("loop") for i in range(2)]
+    run["out"], run["loop1"] = out, loop1
+    return run
+
+
+def _launch(out: str, devices: int, *args: str, **env: str) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])), **env)
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "parallel_checks.py"), out, *args],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _ok(run: dict, name: str) -> None:
@@ -116,16 +137,42 @@ def test_sharded_decoding_equals_single_device(run, strategy):
     assert r["equal"] and r["shape"] == r["ref_shape"] and r["shape"][0] == 6 and r["nonpad"] > 0
 
 
-def test_training_loop_on_4_devices_equals_1_device(run):
+def test_training_loop_on_2_hosts_equals_1_device(run):
+    """train() on 2 processes x 2 devices, each reading half of every batch, against 1 device."""
     _ok(run, "loop")
-    r = run["loop"]
-    assert r["devices"] == DEVICES and r["step"] == int(run["loop1"].step) == 4
+    for r in run["loop"]:
+        assert r == {"devices": DEVICES, "step": 4, "processes": 2, "local_devices": DEVICES // 2}
+    assert int(run["loop1"].step) == 4
     expected = flat(run["loop1"].params)
-    got = dict(np.load(os.path.join(run["out"], "loop4.npz")))
+    got = dict(np.load(os.path.join(run["out"], "loop_mp.npz")))
     assert max(float(np.max(np.abs(got[k] - v))) for k, v in expected.items()) < TOL
-    ref = read_metrics(os.path.join(run["out"], "loop1"))
+    # One record per (step, split): only process 0 wrote metrics.
+    records, ref = (read_metrics(os.path.join(run["out"], d)) for d in ("loop_mp", "loop1"))
+    assert [(m["step"], m["split"]) for m in records] == [(m["step"], m["split"]) for m in ref]
+    assert len(ref) >= 4  # train x2, validation, test
+    for m, m1 in zip(records, ref, strict=True):
+        assert m["loss"] == pytest.approx(m1["loss"], rel=TOL)
+    # The checkpoint both processes saved restores here, on one device, to the same parameters.
+    target = create_train_state(run["loop1"].config, jax.random.key(1), steps_per_epoch=1)
+    ckpt = Checkpointer(os.path.join(run["out"], "loop_mp"), async_save=False)
+    restored, _, _ = ckpt.restore(target, jax.random.key(0))
+    ckpt.close()
+    assert all(np.array_equal(flat(restored.params)[k], v) for k, v in got.items())
 
-    def losses(records):
-        return [(m["step"], m["split"], round(m["loss"], 4)) for m in records if "loss" in m]
 
-    assert losses(r["metrics"]) == losses(ref) and len(losses(ref)) >= 4  # train x2, validation, test
+def test_one_device_runs_the_plain_step():
+    """With one device the runner adds nothing: the jitted steps of step.py on the batch as it is."""
+    par = Parallel(step_config())
+    batch = random_batch(4, 5, 4)
+    assert par.shard_batch(batch) is batch and par.place(batch) is batch
+    assert par._train is step_lib.train_step and par._eval is step_lib.eval_step
+    assert par.multiple == 1 and par.is_main_process
+
+
+def test_distributed_setup_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("S2S_DISTRIBUTED", raising=False)
+    assert initialize_distributed() is False  # a single-process run: nothing to join
+    monkeypatch.setenv("S2S_DISTRIBUTED", "1")
+    monkeypatch.setenv("S2S_NUM_PROCESSES", "two")
+    with pytest.raises(ConfigError, match="S2S_NUM_PROCESSES='two' is not an integer"):
+        initialize_distributed()

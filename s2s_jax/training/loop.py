@@ -29,7 +29,7 @@ from s2s_jax.data.pipeline import BatchIterator
 from s2s_jax.errors import NonFiniteLossError
 from s2s_jax.evaluation import evaluate
 from s2s_jax.fileio import atomic_write_text
-from s2s_jax.parallel import Parallel, initialize_distributed
+from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
 from s2s_jax.plots import attention_examples
 from s2s_jax.summary import MetricsWriter, progress
 from s2s_jax.training.schedules import plateau_update
@@ -97,7 +97,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
     initialize_distributed()  # before anything touches a device; a no-op unless S2S_DISTRIBUTED=1
     os.makedirs(workdir, exist_ok=True)
     check_workdir_config(workdir, cfg)
-    data = prepare_data(cfg, workdir)
+    data = main_process_first(lambda: prepare_data(cfg, workdir))
     cfg = data.config
     tcfg = cfg.train
     par = Parallel(cfg)  # every device of every host; each host reads its rows of each batch

@@ -253,7 +253,10 @@ train_main(sys.argv[1:])
 
 def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fatal(tmp_path):
     workdir = str(tmp_path / "run")
-    args = [*flags(resume_config().replace(train={"num_steps": 100000, "quiet": False})), "--workdir", workdir]
+    # Long enough to be signalled while it runs, short enough to end should the signal never come.
+    cfg = resume_config().replace(train={"num_steps": 300, "eval_every": 1000, "checkpoint_every": 1000,
+                                         "quiet": False})
+    args = [*flags(cfg), "--workdir", workdir]
     # The second process reuses the first one's compiled programs.
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
@@ -261,7 +264,7 @@ def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fa
                             text=True)
     try:
         for line in proc.stderr:  # the loop logs "step N/M ..." every 5 steps once it runs
-            if re.match(r"step \d+/100000 ", line):
+            if re.match(r"step \d+/300 ", line):
                 break
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=300)
