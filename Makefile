@@ -28,6 +28,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check s2s_jax tests experiments benchmarks
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
+# Speed beside the PyTorch reference (BENCHMARKS.md): alternating rounds, ratios min/median/max.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.compare --rounds 3 --ablate-recurrence
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check s2s_jax tests experiments benchmarks
 

@@ -9,7 +9,7 @@ JAX and PyTorch rounds alternate, so a busy machine slows both alike. The first 
 call (compilation and one run) is reported separately, and the compilation time as
 that call less a run's median time. Prints one JSON object.
 
-    python benchmarks/decode.py --rounds 5
+    python -m benchmarks.decode --rounds 5
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (forward, backward, clipping, Adam update), first-step compile time, peak host memory,
 and matmul FLOPs per second over the machine's measured matmul rate.
 
-    python benchmarks/train.py --model attention --steps 5
+    python -m benchmarks.train --model attention --steps 5
 Prints one JSON object.
 """
 
@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.shapes import random_batch, shape_config, train_flops
+from s2s_jax.models import encoder
+from s2s_jax.models.recurrence import recurrence
 from s2s_jax.training.step import create_train_state, train_step
 
 
@@ -43,7 +45,12 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=8000)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--autodiff-recurrence", action="store_true",
+                   help="differentiate the recurrent layers' scan with autodiff instead of their hand-written "
+                        "backward pass (to measure what the latter gains)")
     a = p.parse_args()
+    if a.autodiff_recurrence:
+        encoder.recurrence = lambda kind, *args: recurrence.fun(kind, *args)
 
     cfg = shape_config(a.model, a.vocab, a.batch, max(a.src_len, a.tgt_len), dtype=a.dtype)
     state = create_train_state(cfg, jax.random.key(0))
@@ -66,7 +73,8 @@ def main() -> None:
     flops = train_flops(a.model, a.batch, a.src_len, a.tgt_len, a.vocab)
     rate = matmul_rate()
     print(json.dumps({
-        "impl": f"jax-{jax.__version__}", "model": a.model, "params": int(params), "dtype": a.dtype,
+        "impl": f"jax-{jax.__version__}", "model": a.model, "autodiff_recurrence": a.autodiff_recurrence,
+        "params": int(params), "dtype": a.dtype,
         "device": jax.devices()[0].device_kind, "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len,
         "vocab": a.vocab, "train_step_ms": round(step_s * 1e3, 2),
         "train_tgt_tokens_per_s": round(a.batch * a.tgt_len / step_s, 1),

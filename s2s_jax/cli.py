@@ -83,16 +83,18 @@ def config_parser(prog: str, description: str, cfg: Config, base: argparse.Argum
 
 
 def parse_config(prog: str, description: str, argv: Sequence[str] | None,
-                 add_args: Callable[[argparse.ArgumentParser], None]) -> tuple[argparse.Namespace, Config]:
+                 add_args: Callable[[argparse.ArgumentParser], None],
+                 default_preset: str = "dates") -> tuple[argparse.Namespace, Config]:
     """Parse ``--preset NAME`` and the program's own flags, then every config field with the
     preset's values as defaults. Returns (namespace, config)."""
     from s2s_jax.presets import get_preset, list_presets
 
     argv = list(sys.argv[1:] if argv is None else argv)
     base = _Parser(add_help=False)
-    base.add_argument("--preset", default="dates", help=f"one of: {', '.join(list_presets())} (default: dates)")
+    base.add_argument("--preset", default=default_preset,
+                      help=f"one of: {', '.join(list_presets())} (default: {default_preset})")
     preset_only = _Parser(add_help=False)
-    preset_only.add_argument("--preset", default="dates")
+    preset_only.add_argument("--preset", default=default_preset)
     cfg = get_preset(preset_only.parse_known_args(argv)[0].preset)
     add_args(base)
     parser = config_parser(prog, description, cfg, base)

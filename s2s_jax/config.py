@@ -122,6 +122,9 @@ class DataConfig:
     max_vocab_size: int = 0  # word tokenizer, 0 = no limit
     bucket_lengths: tuple[int, ...] = (16, 32, 64)  # padded lengths; the last is the max length
     overlong: Literal["drop", "truncate"] = "drop"
+    # Append EOS to every source, as fairseq and JoeyNMT do: attention then has a position
+    # that marks the end, which cures the decoder's length errors (stopping early, repeating).
+    source_eos: bool = False
     batch_size: int = 64  # sentences per batch
     batch_tokens: int = 0  # >0: batch by padded tokens instead of sentences
     eval_batch_size: int = 256

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from s2s_jax.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from s2s_jax.config import Config, DataConfig, DecodeConfig, ModelConfig, ScheduledSamplingConfig, TrainConfig
 from s2s_jax.errors import ConfigError
 
 _PRESETS: dict[str, Callable[[], Config]] = {}
@@ -34,7 +34,7 @@ def _synthetic(task: str, **model) -> Config:
     return Config(
         name=task,
         model=ModelConfig(**{"embed_dim": 32, "hidden_size": 128, "cell": "gru", **model}),
-        data=DataConfig(source=task, tokenizer="char", bucket_lengths=(8, 16), batch_size=64),
+        data=DataConfig(source=task, tokenizer="char", bucket_lengths=(8, 16), batch_size=64, source_eos=True),
         train=TrainConfig(num_steps=1500, learning_rate=3e-3, eval_every=500, checkpoint_every=500,
                           eval_max_examples=500),
         decode=DecodeConfig(max_len_b=16),
@@ -49,7 +49,8 @@ def dates() -> Config:
         name="dates",
         model=ModelConfig(embed_dim=32, hidden_size=128, cell="gru", bidirectional=True, bridge="linear",
                           attention="general", attention_style="luong", input_feeding=True),
-        data=DataConfig(source="dates", tokenizer="char", bucket_lengths=(12, 32), batch_size=128),
+        data=DataConfig(source="dates", tokenizer="char", bucket_lengths=(12, 32), batch_size=128,
+                        source_eos=True),
         train=TrainConfig(num_steps=600, learning_rate=3e-3, eval_every=300, checkpoint_every=300,
                           eval_max_examples=500, log_every=50),
         decode=DecodeConfig(max_len_b=12),
@@ -97,7 +98,8 @@ def multi30k() -> Config:
                           attention="additive", attention_style="luong", input_feeding=True, dropout=0.3),
         data=DataConfig(source="../shared/data/multi30k", src_lang="de", tgt_lang="en",
                         splits=("train", "val", "test2016"), tokenizer="sentencepiece", joint_vocab=True,
-                        vocab_size=8000, bucket_lengths=(16, 24, 32, 64), batch_size=128, eval_batch_size=256),
+                        vocab_size=8000, bucket_lengths=(16, 24, 32, 64), batch_size=128, eval_batch_size=256,
+                        source_eos=True),
         train=TrainConfig(num_epochs=10, optimizer="adam", learning_rate=1e-3, clip_norm=1.0, eval_every=236,
                           checkpoint_every=236, log_every=50, best_metric="bleu"),
         decode=DecodeConfig(strategy="greedy", max_len_a=1.5, max_len_b=10),
@@ -110,3 +112,120 @@ def multi30k_tpu() -> Config:
     float32), for TPUs, whose matrix units take bfloat16 natively. Its 128 sentences per batch
     divide evenly over 4, 8, 16 or 32 TPU devices (see TPU_SETUP.md)."""
     return multi30k().replace(name="multi30k_tpu", model={"dtype": "bfloat16"})
+
+
+# The papers' models. Each preset runs on the embedded dates task in minutes on a CPU; its
+# ``_multi30k`` twin is the same architecture at Multi30k scale (embeddings 256, hidden 512,
+# the data section of :func:`multi30k`). The papers' own sizes (1000 units, 4 layers, weeks
+# on GPUs) are scaled down to fit a 2-core machine.
+
+def _multi30k_scale(cfg: Config, **train) -> Config:
+    base = multi30k()
+    return cfg.replace(name=f"{cfg.name}_multi30k", data=base.data,
+                       model={"embed_dim": 256, "hidden_size": 512, "dropout": 0.3},
+                       train={**{f: getattr(base.train, f) for f in ("num_epochs", "eval_every", "checkpoint_every",
+                                                                    "log_every", "best_metric", "eval_max_examples")},
+                              **train},
+                       decode={"max_len_a": base.decode.max_len_a, "max_len_b": base.decode.max_len_b})
+
+
+def _dates_scale(name: str, model: ModelConfig, train: TrainConfig, decode: DecodeConfig) -> Config:
+    return Config(name=name, model=model,
+                  data=DataConfig(source="dates", tokenizer="char", bucket_lengths=(12, 32), batch_size=128,
+                                  source_eos=True),
+                  train=train, decode=decode)
+
+
+_DATES_TRAIN = dict(num_steps=600, eval_every=300, checkpoint_every=300, eval_max_examples=500, log_every=100)
+
+
+@preset
+def sutskever2014() -> Config:
+    """Sutskever, Vinyals & Le (2014): a deep LSTM reads the source reversed (sec. 3.3) and its
+    final state is the decoder's initial state; parameters ~ U(-0.08, 0.08), plain SGD at 0.7
+    halved every half epoch after epoch 5 of 7.5 (sec. 3.4; here after 5.5 of 7.7 on dates),
+    gradient norm clipped at 5, beam search. Four layers of 1000 in the paper; two here."""
+    return _dates_scale(
+        "sutskever2014",
+        ModelConfig(embed_dim=64, hidden_size=256, cell="lstm", num_layers=2, reverse_source=True, bridge="copy",
+                    init_scale=0.08),
+        TrainConfig(optimizer="sgd", learning_rate=0.7, lr_schedule="halving",
+                    clip_norm=5.0, **{**_DATES_TRAIN, "num_steps": 1200, "halving_start_epoch": 5.5}),
+        DecodeConfig(strategy="beam", beam_size=5, max_len_b=12))
+
+
+@preset
+def sutskever2014_multi30k() -> Config:
+    return _multi30k_scale(sutskever2014(), halving_start_epoch=5.0, num_epochs=8.0)
+
+
+@preset
+def cho2014() -> Config:
+    """Cho et al. (2014): a GRU encoder-decoder whose context vector initialises the decoder
+    (tanh bridge) and joins the decoder input and the generator input at every step (eqs. 5-6
+    of the appendix). Adadelta in the paper; Adam here."""
+    return _dates_scale(
+        "cho2014",
+        ModelConfig(embed_dim=32, hidden_size=128, cell="gru", bridge="linear", context_every_step=True),
+        TrainConfig(learning_rate=3e-3, **_DATES_TRAIN),
+        DecodeConfig(max_len_b=12))
+
+
+@preset
+def cho2014_multi30k() -> Config:
+    return _multi30k_scale(cho2014())
+
+
+@preset
+def bahdanau2015() -> Config:
+    """Bahdanau, Cho & Bengio (2015): a bidirectional GRU encoder, the decoder initialised from
+    the backward state through tanh, and additive attention queried with the previous decoder
+    state, the context entering the GRU input and the output layer (eqs. 4-6 and appendix A)."""
+    return _dates_scale(
+        "bahdanau2015",
+        ModelConfig(embed_dim=32, hidden_size=128, cell="gru", bidirectional=True, bridge="linear",
+                    attention="additive", attention_style="bahdanau"),
+        TrainConfig(learning_rate=3e-3, **_DATES_TRAIN),
+        DecodeConfig(max_len_b=12))
+
+
+@preset
+def bahdanau2015_multi30k() -> Config:
+    return _multi30k_scale(bahdanau2015())
+
+
+@preset
+def luong2015() -> Config:
+    """Luong, Pham & Manning (2015): stacked LSTMs, global attention over the top encoder
+    states with the current decoder state as query, the attentional state tanh(W_c[c; h])
+    (eq. 5) and input feeding (sec. 3.3). ``--model.attention dot|general|additive`` picks the
+    score (eq. 8; additive is their "concat")."""
+    return _dates_scale(
+        "luong2015",
+        ModelConfig(embed_dim=32, hidden_size=128, cell="lstm", num_layers=2, bridge="copy",
+                    attention="general", attention_style="luong", input_feeding=True),
+        TrainConfig(learning_rate=3e-3, **_DATES_TRAIN),
+        DecodeConfig(max_len_b=12))
+
+
+@preset
+def luong2015_multi30k() -> Config:
+    return _multi30k_scale(luong2015())
+
+
+@preset
+def scheduled_sampling() -> Config:
+    """Bengio et al. (2015) on an attention model (:func:`bahdanau2015`): the decoder's input is
+    the gold previous token with probability eps_i and the model's own sample otherwise, eps_i
+    decaying with the inverse sigmoid schedule k / (k + exp(i / k)) (sec. 2.4).
+    ``--train.scheduled-sampling.schedule linear|exponential|inverse_sigmoid`` picks the decay."""
+    cfg = bahdanau2015()
+    return cfg.replace(name="scheduled_sampling", train={"scheduled_sampling": ScheduledSamplingConfig(
+        "inverse_sigmoid", k=200.0, mode="sample")})
+
+
+@preset
+def scheduled_sampling_multi30k() -> Config:
+    cfg = bahdanau2015_multi30k()
+    return cfg.replace(name="scheduled_sampling_multi30k", train={"scheduled_sampling": ScheduledSamplingConfig(
+        "inverse_sigmoid", k=500.0, mode="sample")})

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from s2s_jax.config import Config, DecodeConfig
+from s2s_jax.data.dataset import source_ids, truncate_source
 from s2s_jax.data.pipeline import bucket_index
 from s2s_jax.decoding import beam_search, greedy_decode
 from s2s_jax.errors import ConfigError
@@ -126,12 +127,12 @@ class Translator:
     def encode(self, sentences: Sequence[str]) -> list[list[int]]:
         """Source ids of ``sentences``, truncated to the longest bucket (with one warning)."""
         limit = self.config.data.max_len
-        ids = self.src_tokenizer.encode_batch(list(sentences))
+        ids = source_ids(self.src_tokenizer, list(sentences), self.config.data)
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
             log.warning("%d of %d inputs are longer than the model's limit of %d tokens (data.bucket_lengths[-1]) "
                         "and were truncated; the first is input %d.", len(long), len(ids), limit, long[0] + 1)
-        return [x[:limit] for x in ids]
+        return [truncate_source(x, limit, self.config.data) for x in ids]
 
     def _run(self, sentences: Sequence[str], cfg: DecodeConfig, scored: bool, batch_size: int | None,
              progress: Callable[[int], None] | None) -> list[list[Hypothesis]]:

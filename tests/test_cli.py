@@ -59,6 +59,6 @@ def test_help_lists_every_field_with_its_default():
 
     cfg: Config = get_preset("dates")
     for section in ("model", "data", "train", "decode"):
-        for flag, value in leaves(getattr(cfg, section), section + "."):
+        for flag, _ in leaves(getattr(cfg, section), section + "."):
             assert flag in out
     assert "(default: 'gru')" in out  # the dates preset's cell

@@ -19,7 +19,7 @@ from s2s_jax.decoding import decode
 from s2s_jax.evaluation import corpus_scores
 from s2s_jax.presets import get_preset
 from s2s_jax.training.loop import train
-from s2s_jax.vocab import PAD_ID
+from s2s_jax.vocab import EOS_ID, PAD_ID
 
 SIZES = (64, 16, 24)
 
@@ -45,7 +45,7 @@ def reference_hypotheses(workdir, checkpoint, decode_cfg):
     test = generate("copy", SIZES, 0)[2]
     src = np.full((len(test), 16), PAD_ID, np.int32)
     for row, (s, _) in enumerate(test):
-        ids = src_tok.encode(s)
+        ids = [*src_tok.encode(s), EOS_ID]  # the copy preset's sources end with EOS
         src[row, :len(ids)] = ids
     tokens = np.asarray(decode(state.model, state.params, src, decode_cfg))
     return [tgt_tok.decode(row) for row in tokens], [t for _, t in test], int(state.step)

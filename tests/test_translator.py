@@ -17,6 +17,7 @@ from s2s_jax.data.dataset import prepare_data
 from s2s_jax.errors import ConfigError
 from s2s_jax.fileio import atomic_write_text
 from s2s_jax.translator import Hypothesis, _batches
+from s2s_jax.vocab import EOS_ID
 
 # Lengths 3 (bucket 8) and 10 (bucket 16), with empty strings between them.
 SENTENCES = ["abc", "", "q7z0kx1m2n", "h3l", "9x2", "", "ab12cd34ef"]
@@ -49,8 +50,9 @@ def translator(tmp_path_factory) -> s2s.Translator:
 
 
 def alone(translator: s2s.Translator, sentence: str) -> np.ndarray:
-    """The sentence's source ids as one unpadded row [1, length]."""
-    return np.asarray([translator.src_tokenizer.encode(sentence)], np.int32)
+    """The sentence's source ids (EOS-terminated, as the copy preset's data) as one unpadded row [1, length]."""
+    assert translator.config.data.source_eos
+    return np.asarray([[*translator.src_tokenizer.encode(sentence), EOS_ID]], np.int32)
 
 
 def test_translations_are_in_input_order_and_equal_decoding_each_sentence_alone(translator):
@@ -75,7 +77,7 @@ def test_over_long_input_is_truncated_with_one_warning(translator, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"2 of 3 inputs are longer than the model's limit of {limit} tokens "
                         "(data.bucket_lengths[-1]) and were truncated; the first is input 1."]
-    assert out[0] == out[2] == translator.translate([long[:limit]])[0]
+    assert out[0] == out[2] == translator.translate([long[:limit - 1]])[0]  # the last place is EOS's
 
 
 def test_n_best_lists_equal_beam_search_on_each_sentence_alone(translator):

@@ -12,7 +12,7 @@ import numpy as np
 from s2s_jax.config import Config, DataConfig
 from s2s_jax.data.sources import ROLES, load_splits
 from s2s_jax.errors import ConfigError
-from s2s_jax.vocab import Tokenizer, load_tokenizers, save_tokenizers, tokenizer_path, train_tokenizer
+from s2s_jax.vocab import EOS_ID, Tokenizer, load_tokenizers, save_tokenizers, tokenizer_path, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,8 @@ SPLITS = ROLES
 
 @dataclasses.dataclass
 class TokenizedSplit:
-    """One split: ids without BOS/EOS, and the raw text (references for BLEU)."""
+    """One split: ids (targets without BOS/EOS, sources with EOS if ``data.source_eos``),
+    and the raw text (references for BLEU)."""
 
     name: str
     src: list[np.ndarray]
@@ -51,13 +52,27 @@ class Data:
     splits: dict[str, TokenizedSplit]
 
 
+def source_ids(tokenizer: Tokenizer, texts: list[str], cfg: DataConfig) -> list[list[int]]:
+    """Source ids of ``texts``, with EOS appended when ``cfg.source_eos`` (not to empty texts,
+    which stay empty: nothing to translate)."""
+    ids = tokenizer.encode_batch(texts)
+    return [[*x, EOS_ID] if cfg.source_eos and len(x) else list(x) for x in ids]
+
+
+def truncate_source(ids: list[int], limit: int, cfg: DataConfig) -> list[int]:
+    """The first ``limit`` source ids, keeping the final EOS of ``cfg.source_eos``."""
+    if len(ids) <= limit:
+        return ids
+    return [*ids[:limit - 1], EOS_ID] if cfg.source_eos else ids[:limit]
+
+
 def tokenize_split(name: str, pairs: list[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer,
                    cfg: DataConfig, training: bool) -> TokenizedSplit:
     """Encode ``pairs``; pairs longer than the longest bucket are dropped (training with
-    ``overlong="drop"``) or truncated. A source may fill the longest bucket, a target
-    one token less (its row also holds BOS and EOS)."""
+    ``overlong="drop"``) or truncated. A source may fill the longest bucket (EOS included),
+    a target one token less (its row also holds BOS and EOS)."""
     max_src, max_tgt = cfg.max_len, cfg.max_len - 1
-    srcs = src_tok.encode_batch([s for s, _ in pairs])
+    srcs = source_ids(src_tok, [s for s, _ in pairs], cfg)
     tgts = tgt_tok.encode_batch([t for _, t in pairs])
     out = TokenizedSplit(name, [], [], [], [])
     for (s_text, t_text), s, t in zip(pairs, srcs, tgts, strict=True):
@@ -66,7 +81,7 @@ def tokenize_split(name: str, pairs: list[tuple[str, str]], src_tok: Tokenizer, 
                 out.dropped += 1
                 continue
             out.truncated += 1
-            s, t = s[:max_src], t[:max_tgt]
+            s, t = truncate_source(s, max_src, cfg), t[:max_tgt]
         out.src.append(np.asarray(s, np.int32))
         out.tgt.append(np.asarray(t, np.int32))
         out.raw_src.append(s_text)

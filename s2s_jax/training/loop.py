@@ -160,7 +160,8 @@ def run(cfg: Config, workdir: str) -> RunResult:
                   "token_accuracy": float(window["correct"]) / max(tokens, 1.0), "grad_norm": float(m["grad_norm"]),
                   "learning_rate": float(m["learning_rate"]),
                   "teacher_forcing_prob": float(m["teacher_forcing_prob"]),
-                  "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch": batches.epoch_progress}
+                  "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch": batches.epoch_progress,
+                  "minutes": (time.perf_counter() - t_start) / 60}
         record["perplexity"] = math.exp(min(record["nll"], 50.0))
         metrics.write(step, "train", record)
         if bar.disable:
@@ -174,7 +175,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
         with progress(min(limit, len(split)) if limit else len(split), name, tcfg.quiet, unit="sentence",
                       leave=False) as eval_bar:
             m, hyps = evaluate(state, split, data.tgt_tokenizer, cfg.decode, limit, eval_bar.update, par)
-        metrics.write(step, name, m)
+        metrics.write(step, name, {**m, "minutes": (time.perf_counter() - t_start) / 60})
         log.info("step %d %s: loss %.4f bleu %.2f exact %.4f", step, name, m["loss"], m["bleu"], m["exact_match"])
         k = min(EXAMPLES_PER_EVAL, len(hyps))
         examples = []

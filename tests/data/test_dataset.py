@@ -12,7 +12,7 @@ from s2s_jax.config import Config, DataConfig, ModelConfig
 from s2s_jax.data import dataset
 from s2s_jax.data.dataset import prepare_data
 from s2s_jax.errors import ConfigError
-from s2s_jax.vocab import tokenizer_path
+from s2s_jax.vocab import EOS_ID, tokenizer_path
 from tests.data.test_sources import MULTI30K_SPLITS, PAIRS, write_corpus
 
 
@@ -89,3 +89,18 @@ def test_model_vocab_size_must_match_the_tokenizer(tmp_path):
     cfg = corpus(tmp_path).replace(model=ModelConfig(src_vocab_size=7))
     with pytest.raises(ConfigError, match=r"^model.src_vocab_size is 7 but the tokenizer has \d+ tokens"):
         prepare_data(cfg)
+
+
+def test_source_eos_ends_every_source_also_when_truncated(tmp_path):
+    plain = prepare_data(corpus(tmp_path, bucket_lengths=(8, 12), overlong="truncate"))
+    eos = prepare_data(corpus(tmp_path, bucket_lengths=(8, 12), overlong="truncate", source_eos=True))
+    for role in ("train", "test"):
+        a, b = plain.splits[role], eos.splits[role]
+        assert [list(y) for y in a.tgt] == [list(y) for y in b.tgt]
+        for raw, x, y in zip(a.raw_src, a.src, b.src, strict=True):
+            if len(raw) < 12:  # fits with its EOS
+                assert list(y) == [*x, EOS_ID]
+            else:  # cut to 11 pieces and EOS
+                assert list(y) == [*eos.src_tokenizer.encode(raw)[:11], EOS_ID]
+    assert dataset.source_ids(eos.src_tokenizer, ["", "ab"], eos.config.data) == [
+        [], [*eos.src_tokenizer.encode("ab"), EOS_ID]]

@@ -88,7 +88,8 @@ def attention_model():
 def test_teacher_forcing_prob_one_equals_teacher_forcing(attention_model):
     model, params, b = attention_model
     tf = model.apply({"params": params}, b["src"], b["tgt"][:, :-1])
-    ss = jax.jit(lambda p, k: model.apply({"params": p}, b["src"], b["tgt"][:, :-1], teacher_forcing_prob=jnp.float32(1.0),
+    ss = jax.jit(lambda p, k: model.apply({"params": p}, b["src"], b["tgt"][:, :-1],
+                                          teacher_forcing_prob=jnp.float32(1.0),
                                           rngs={"sampling": k}))(params, jax.random.key(5))
     np.testing.assert_allclose(tf, ss, atol=1e-5)
 

@@ -44,9 +44,12 @@ def test_run_leaves_config_metrics_and_checkpoints(copy_run):
         (125, "train"), (250, "train"), (250, "validation"), (375, "train"), (500, "train"),
         (500, "validation"), (500, "test")]
     for r in records:
-        keys = {"loss", "token_accuracy"} | ({"bleu", "chrf", "exact_match", "perplexity"} if r["split"] != "train"
-                                            else {"learning_rate", "grad_norm", "tokens_per_s", "teacher_forcing_prob"})
+        keys = {"loss", "token_accuracy", "minutes"} | (
+            {"bleu", "chrf", "exact_match", "perplexity"} if r["split"] != "train"
+            else {"learning_rate", "grad_norm", "tokens_per_s", "teacher_forcing_prob"})
         assert keys <= set(r)
+    minutes = [r["minutes"] for r in records]
+    assert minutes == sorted(minutes) and 0 < minutes[-1] < 30
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == ["250", "500"]
 
 

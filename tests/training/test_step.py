@@ -64,8 +64,8 @@ def test_train_step_is_deterministic_and_uses_scheduled_sampling_keys():
     step = jax.jit(train_step_fn)
     s0 = create_train_state(cfg, jax.random.key(0))
     a, ma = step(s0, b, jax.random.key(7))
-    c, mc = step(s0, b, jax.random.key(7))
-    d, md = step(s0, b, jax.random.key(8))
+    c, _ = step(s0, b, jax.random.key(7))
+    _, md = step(s0, b, jax.random.key(8))
     assert float(ma["teacher_forcing_prob"]) == pytest.approx(0.5)
     for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(c.params), strict=True):
         np.testing.assert_array_equal(x, y)

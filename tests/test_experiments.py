@@ -1,0 +1,67 @@
+"""The paper presets and their runner (experiments/paper.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+import s2s_jax as s2s
+from s2s_jax.evaluation import evaluate_workdir
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+import paper
+
+PAPERS = {
+    "sutskever2014": dict(cell="lstm", reverse_source=True, attention="none", context_every_step=False),
+    "cho2014": dict(cell="gru", attention="none", context_every_step=True),
+    "bahdanau2015": dict(cell="gru", bidirectional=True, attention="additive", attention_style="bahdanau"),
+    "luong2015": dict(cell="lstm", attention="general", attention_style="luong", input_feeding=True),
+    "scheduled_sampling": dict(attention="additive"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPERS))
+def test_paper_presets_and_their_multi30k_twins_keep_the_architecture(name):
+    small, large = s2s.get_preset(name), s2s.get_preset(f"{name}_multi30k")
+    for field, value in PAPERS[name].items():
+        assert getattr(small.model, field) == value and getattr(large.model, field) == value, field
+    assert small.data.source == "dates"
+    assert large.data == s2s.get_preset("multi30k").data
+    assert (large.model.hidden_size, large.model.embed_dim) == (512, 256)
+    assert large.train.scheduled_sampling == small.train.scheduled_sampling or name == "scheduled_sampling"
+    if name == "scheduled_sampling":
+        assert small.train.scheduled_sampling.schedule == large.train.scheduled_sampling.schedule == "inverse_sigmoid"
+
+
+def test_runner_trains_scores_and_reports_the_command(tmp_path, capsys):
+    workdir = str(tmp_path / "cho")
+    argv = ["--workdir", workdir, "--train.num-steps", "30", "--train.eval-every", "30", "--train.quiet",
+            "--model.hidden-size", "16", "--model.embed-dim", "8", "--data.synthetic-sizes", "300", "40", "40",
+            "--beam-size", "3"]
+    [row] = paper.main("cho2014", "doc", argv)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == row
+    with open(os.path.join(workdir, "result.json")) as f:
+        assert json.load(f) == row
+    assert row["preset"] == "cho2014" and row["steps"] == 30 and row["test_split"] == "test"
+    assert row["command"].endswith(" ".join(argv))
+    beam = evaluate_workdir(workdir, "test", "best", beam_size=3)
+    assert row["test_bleu_beam3"] == round(beam["bleu"], 2)
+    assert row["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+
+
+def test_runner_data_option_picks_the_multi30k_twin(monkeypatch):
+    seen = {}
+
+    def fake_run(cfg, workdir):
+        seen["cfg"], seen["workdir"] = cfg, workdir
+        raise SystemExit(0)
+
+    monkeypatch.setattr(paper, "run", fake_run)
+    with pytest.raises(SystemExit):
+        paper.main("luong2015", "doc", ["--data", "corpus/dir", "--model.attention", "dot"])
+    cfg = seen["cfg"]
+    assert cfg.name == "luong2015_multi30k" and cfg.data.source == "corpus/dir" and cfg.model.attention == "dot"
+    assert seen["workdir"] == "runs/luong2015_multi30k"
