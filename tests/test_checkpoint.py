@@ -260,6 +260,8 @@ from orbax.checkpoint._src.path import atomicity
 from s2s_jax.checkpoint import Checkpointer
 from tests.test_checkpoint import big_state
 
+pytestmark = pytest.mark.xdist_group("checkpoint")  # module fixtures built once
+
 async def blocked_finalize(self):
     print("COMMITTING", flush=True)
     time.sleep(600)

@@ -21,6 +21,8 @@ from s2s_jax.presets import get_preset
 from s2s_jax.training.loop import train
 from s2s_jax.vocab import EOS_ID, PAD_ID
 
+pytestmark = pytest.mark.xdist_group("eval_run")  # one worker trains the run for all
+
 SIZES = (64, 16, 24)
 
 

@@ -28,6 +28,8 @@ from s2s_jax.training.step import create_train_state
 from tests.conftest import random_batch
 from tests.parallel_checks import BF16_STEPS, DEVICES, flat, loop_config, step_config
 
+pytestmark = pytest.mark.xdist_group("parallel")  # the subprocesses of the module fixture run once
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-5  # float32 sums in another order
 

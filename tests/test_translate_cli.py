@@ -13,6 +13,8 @@ import s2s_jax as s2s
 from s2s_jax.cli import translate_main
 from tests.test_translator import SENTENCES, build_workdir
 
+pytestmark = pytest.mark.xdist_group("translator_run")  # shares build_workdir with test_translator.py
+
 BIN = os.path.join(os.path.dirname(sys.executable), "s2s-translate")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,7 +67,9 @@ def test_standard_input_is_translated_line_by_line_as_it_arrives(workdir, transl
         assert proc.stdout.read() == ""
     finally:
         proc.kill()
-        proc.communicate()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
 
 
 @pytest.mark.parametrize("args, message", [

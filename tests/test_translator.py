@@ -19,6 +19,8 @@ from s2s_jax.fileio import atomic_write_text
 from s2s_jax.translator import Hypothesis, _batches
 from s2s_jax.vocab import EOS_ID
 
+pytestmark = pytest.mark.xdist_group("translator_run")  # shares build_workdir with test_translate_cli.py
+
 # Lengths 3 (bucket 8) and 10 (bucket 16), with empty strings between them.
 SENTENCES = ["abc", "", "q7z0kx1m2n", "h3l", "9x2", "", "ab12cd34ef"]
 

@@ -12,6 +12,8 @@ from s2s_jax.errors import ConfigError
 from s2s_jax.summary import read_metrics
 from s2s_jax.training.loop import run
 
+pytestmark = pytest.mark.xdist_group("copy_run")  # one worker trains the copy run for all
+
 
 def copy_config():
     cfg = s2s.get_preset("copy")

@@ -234,6 +234,8 @@ import sys, time
 import s2s_jax.training.step as step
 from s2s_jax.cli import train_main
 
+pytestmark = pytest.mark.xdist_group("resume")  # module fixtures built once
+
 real, calls = step.train_step, []
 
 def train_step(state, batch, key):
