@@ -25,6 +25,8 @@ from s2s_jax.fileio import atomic_write_text
 from s2s_jax.vocab import tokenizer_path
 from tests.conftest import random_batch, tiny_model
 
+pytestmark = pytest.mark.xdist_group("checkpoint")  # module fixtures built once
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -259,8 +261,6 @@ import jax, jax.numpy as jnp
 from orbax.checkpoint._src.path import atomicity
 from s2s_jax.checkpoint import Checkpointer
 from tests.test_checkpoint import big_state
-
-pytestmark = pytest.mark.xdist_group("checkpoint")  # module fixtures built once
 
 async def blocked_finalize(self):
     print("COMMITTING", flush=True)

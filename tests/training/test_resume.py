@@ -26,6 +26,8 @@ from s2s_jax.errors import ConfigError, NonFiniteLossError
 from s2s_jax.summary import read_metrics
 from s2s_jax.training.loop import run
 
+pytestmark = pytest.mark.xdist_group("resume")  # module fixtures built once
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(os.path.dirname(sys.executable), "s2s-train")
 STEPS_PER_EPOCH = 6  # 48 pairs in batches of 8, one bucket
@@ -233,8 +235,6 @@ _RESUME_AND_BLOCK = """
 import sys, time
 import s2s_jax.training.step as step
 from s2s_jax.cli import train_main
-
-pytestmark = pytest.mark.xdist_group("resume")  # module fixtures built once
 
 real, calls = step.train_step, []
 
