@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
+import shutil
+import tempfile
 
-from s2s_jax.config import ModelConfig
-from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
+# One persistent JAX compilation cache for the whole run, set before JAX is imported: the xdist
+# workers and the tests' subprocesses inherit it through the environment. Many tests build the
+# same small programs through new jit objects (a fresh train() per run, a subprocess per CLI),
+# which the in-memory cache cannot share; the cache is removed when the run ends.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="s2s-jax-test-cache-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from s2s_jax.config import ModelConfig  # noqa: E402
+from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
 
 SRC_VOCAB, TGT_VOCAB = 13, 11
 
@@ -39,3 +52,8 @@ def random_batch(batch: int, src_len: int, tgt_len: int, seed: int = 0, min_len:
 @pytest.fixture
 def batch() -> dict[str, np.ndarray]:
     return random_batch(4, 7, 6)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):  # the process that made the cache removes it
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

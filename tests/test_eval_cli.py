@@ -26,7 +26,7 @@ pytestmark = pytest.mark.xdist_group("eval_run")  # one worker trains the run fo
 SIZES = (64, 16, 24)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # module scope is rebuilt when xdist interleaves other modules
 def workdir(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("copy_run"))
     cfg = get_preset("copy").replace(

@@ -39,7 +39,7 @@ def test_runner_trains_scores_and_reports_the_command(tmp_path, capsys):
     workdir = str(tmp_path / "cho")
     argv = ["--workdir", workdir, "--train.num-steps", "30", "--train.eval-every", "30", "--train.quiet",
             "--model.hidden-size", "16", "--model.embed-dim", "8", "--data.synthetic-sizes", "300", "40", "40",
-            "--beam-size", "3"]
+            "--data.bucket-lengths", "32", "--beam-size", "3"]
     [row] = paper.main("cho2014", "doc", argv)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == row
     with open(os.path.join(workdir, "result.json")) as f:

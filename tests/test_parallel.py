@@ -34,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-5  # float32 sums in another order
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # module scope is rebuilt when xdist interleaves other modules
 def run(tmp_path_factory) -> dict:
     out = str(tmp_path_factory.mktemp("parallel"))
     # A 1-device checkpoint (step 0, seed 7) for the subprocess to restore on 4 devices.

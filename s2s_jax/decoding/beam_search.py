@@ -33,13 +33,11 @@ would return the same lists after more steps.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from s2s_jax.decoding.common import NEG_INF, constrain_eos, output_limits
+from s2s_jax.decoding.common import NEG_INF, constrain_eos, decode_jit, output_limits
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.decoder import DecoderState
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
@@ -151,8 +149,7 @@ def beam_search(model: Seq2Seq, params, src: jax.Array, *, beam_size: int, max_l
                         n_best=n_best, min_len=min_len, max_len_a=max_len_a, return_attention=return_attention)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "beam_size", "max_len", "n_best", "min_len", "max_len_a",
-                                             "return_attention"))
+@decode_jit(static_argnames=("model", "beam_size", "max_len", "n_best", "min_len", "max_len_a", "return_attention"))
 def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Array, beta: float | jax.Array, *,
                  beam_size: int, max_len: int, n_best: int, min_len: int, max_len_a: float, return_attention: bool):
     k = beam_size

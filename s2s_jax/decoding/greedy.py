@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.decoding.common import constrain_eos, output_limits
+from s2s_jax.decoding.common import constrain_eos, decode_jit, output_limits
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
 
 Chooser = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_len", "max_len_a", "min_len", "return_attention"))
+@decode_jit(static_argnames=("model", "max_len", "max_len_a", "min_len", "return_attention"))
 def greedy_decode(model: Seq2Seq, params, src: jax.Array, max_len: int = 50, *, max_len_a: float = 0.0,
                   min_len: int = 0, return_attention: bool = False):
     """src [batch, src_len] -> tokens [batch, width]: each row its argmax tokens, EOS, then PAD.

@@ -5,11 +5,10 @@ optionally sharpened by a temperature and truncated to the top k tokens (Fan et 
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.decoding.common import decode_jit
 from s2s_jax.decoding.greedy import decode_token_by_token
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.seq2seq import Seq2Seq
@@ -50,7 +49,7 @@ def sample_decode(model: Seq2Seq, params, src: jax.Array, key: jax.Array, *, tem
                           min_len=min_len, max_len_a=max_len_a)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "top_k", "top_p", "max_len", "min_len", "max_len_a"))
+@decode_jit(static_argnames=("model", "top_k", "top_p", "max_len", "min_len", "max_len_a"))
 def _sample_decode(model: Seq2Seq, params, src: jax.Array, key: jax.Array, temperature: float | jax.Array, *,
                    top_k: int, top_p: float, max_len: int, min_len: int, max_len_a: float) -> jax.Array:
     def choose(log_probs: jax.Array, t: jax.Array) -> jax.Array:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+import pytest
 
 from s2s_jax.decoding import greedy_decode
 from s2s_jax.models.seq2seq import init_decoder
@@ -36,3 +38,17 @@ def test_greedy_matches_single_step_loop():
     assert_eos_then_pad(tokens)
     n = lengths(tokens)
     assert np.any(n < MAX_LEN) and np.any(n == MAX_LEN), "needs rows that stop early and rows cut at max_len"
+
+
+def test_decoding_is_compiled_without_ynnpack_fusions_on_cpu():
+    """The decode loop's generator matmul and log-softmax stay with XLA's own kernels (see
+    decoding/common.py), which a plain jit of the same function hands to YNNPACK."""
+    model, params = standard_model()
+
+    def compiled(fn) -> str:
+        return fn.lower(model, params, SRC, MAX_LEN).compile().as_text()
+
+    plain = jax.jit(greedy_decode.__wrapped__, static_argnames=("model", "max_len"))
+    if "__ynn_fusion" not in compiled(plain):
+        pytest.skip("this XLA build fuses nothing into YNNPACK")
+    assert "__ynn_fusion" not in compiled(greedy_decode)

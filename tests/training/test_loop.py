@@ -23,7 +23,7 @@ def copy_config():
                               "lr_schedule": "rsqrt", "warmup_steps": 100, "log_every": 125, "quiet": True})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # module scope is rebuilt when xdist interleaves other modules
 def copy_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("copy"))
     return workdir, run(copy_config(), workdir)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The dates-task rows and ablations of EXPERIMENTS.md: the five paper presets at their own
+# budgets (seed 0), then each ablation group at 300 steps with seeds 0 1 2, where the presets
+# are still learning and differences show. Runs from the repository root; finished workdirs
+# are reused, so an interrupted sweep resumes. Results: runs/paper_dates/*/result.json.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+R=runs/paper_dates
+ABL=(--train.quiet --train.num-steps 300 --seeds 0 1 2)
+
+for paper in sutskever2014 cho2014 bahdanau2015 luong2015 scheduled_sampling; do
+  "$PY" experiments/$paper.py --train.quiet --workdir $R/$paper
+done
+
+# Sutskever et al. 2014, sec. 3.3: reading the source reversed helps.
+"$PY" experiments/sutskever2014.py "${ABL[@]}" --workdir $R/source_reversed
+"$PY" experiments/sutskever2014.py "${ABL[@]}" --workdir $R/source_forward --model.reverse-source false
+# The context: decoder initial state only, also at every step (Cho 2014), attention (Bahdanau 2015).
+"$PY" experiments/cho2014.py "${ABL[@]}" --workdir $R/context_initial --model.context-every-step false
+"$PY" experiments/cho2014.py "${ABL[@]}" --workdir $R/context_every_step
+"$PY" experiments/bahdanau2015.py "${ABL[@]}" --workdir $R/context_attention
+# Luong et al. 2015, eq. 8: the attention score.
+for score in dot general additive; do
+  "$PY" experiments/luong2015.py "${ABL[@]}" --workdir $R/score_$score --model.attention $score
+done
+# Bengio et al. 2015, sec. 2.4: teacher forcing vs the three decays of the probability of feeding
+# the gold token, each reaching about 0.5 at step 300 (the model's own samples fed half the time).
+"$PY" experiments/bahdanau2015.py "${ABL[@]}" --workdir $R/teacher_forcing
+SS=experiments/scheduled_sampling.py
+"$PY" $SS "${ABL[@]}" --workdir $R/ss_linear --train.scheduled-sampling.schedule linear \
+  --train.scheduled-sampling.k 1 --train.scheduled-sampling.c 0.001667
+"$PY" $SS "${ABL[@]}" --workdir $R/ss_exponential --train.scheduled-sampling.schedule exponential \
+  --train.scheduled-sampling.k 0.99769
+"$PY" $SS "${ABL[@]}" --workdir $R/ss_inverse_sigmoid --train.scheduled-sampling.schedule inverse_sigmoid \
+  --train.scheduled-sampling.k 70
