@@ -1,6 +1,7 @@
 """Sutskever, Vinyals & Le (2014), "Sequence to Sequence Learning with Neural Networks":
 a deep LSTM encoder-decoder reading the source reversed, the context only as the decoder's
-initial state, SGD with learning-rate halving, beam search (preset ``sutskever2014``).
+initial state, learning-rate halving (driving Adam; ``--train.optimizer sgd --train.learning-rate
+0.7`` for the paper's SGD), beam search (preset ``sutskever2014``).
 
     python experiments/sutskever2014.py                                  # embedded dates task
     python experiments/sutskever2014.py --data ../shared/data/multi30k   # Multi30k de->en
