@@ -1,24 +1,17 @@
 #!/usr/bin/env bash
 # The dates-task rows and ablations of EXPERIMENTS.md: the five paper presets at their own
-# budgets (seed 0), then each ablation group at 300 steps with seeds 0 1 2, where the presets
+# budgets (seed 0), then each ablation group at 300 steps with seeds 0 and 1, where the presets
 # are still learning and differences show. Runs from the repository root; finished workdirs
 # are reused, so an interrupted sweep resumes. Results: runs/paper_dates/*/result.json.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 R=runs/paper_dates
-ABL=(--train.quiet --train.num-steps 300 --seeds 0 1 2)
+ABL=(--train.quiet --train.num-steps 300 --seeds 0 1)
 
 for paper in sutskever2014 cho2014 bahdanau2015 luong2015 scheduled_sampling; do
   "$PY" experiments/$paper.py --train.quiet --workdir $R/$paper
 done
 
-# Sutskever et al. 2014, sec. 3.3: reading the source reversed helps. Without attention the dates
-# task stays on its loss plateau for hundreds of steps whichever way the source is read, so this
-# pair copies strings of up to 12 symbols, where the first output symbol is the first one read.
-COPY=(--data.source copy --decode.max-len-b 16)
-"$PY" experiments/sutskever2014.py "${ABL[@]}" "${COPY[@]}" --workdir $R/copy_source_reversed
-"$PY" experiments/sutskever2014.py "${ABL[@]}" "${COPY[@]}" --workdir $R/copy_source_forward \
-  --model.reverse-source false
 # The context: decoder initial state only, also at every step (Cho 2014), attention (Bahdanau 2015).
 "$PY" experiments/cho2014.py "${ABL[@]}" --workdir $R/context_initial --model.context-every-step false
 "$PY" experiments/cho2014.py "${ABL[@]}" --workdir $R/context_every_step
@@ -37,3 +30,11 @@ SS=experiments/scheduled_sampling.py
   --train.scheduled-sampling.k 0.99769
 "$PY" $SS "${ABL[@]}" --workdir $R/ss_inverse_sigmoid --train.scheduled-sampling.schedule inverse_sigmoid \
   --train.scheduled-sampling.k 70
+
+# Sutskever et al. 2014, sec. 3.3: reading the source reversed helps. Without attention the dates
+# task stays on its loss plateau for hundreds of steps whichever way the source is read, so this
+# pair copies strings of up to 12 symbols (the first output symbol is the first one read), for
+# the preset's 1200 steps: at 300 the reversed reader still copies nothing (token accuracy 0.14-0.38).
+REV=(--train.quiet --seeds 0 1 --data.source copy --decode.max-len-b 16)
+"$PY" experiments/sutskever2014.py "${REV[@]}" --workdir $R/copy_source_reversed
+"$PY" experiments/sutskever2014.py "${REV[@]}" --workdir $R/copy_source_forward --model.reverse-source false
