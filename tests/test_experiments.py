@@ -1,4 +1,4 @@
-"""The paper presets and their runner (experiments/paper.py)."""
+"""The paper presets, their runner (experiments/paper.py) and the results table (experiments/results_table.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import s2s_jax as s2s
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
 import paper
+import results_table
 
 PAPERS = {
     "sutskever2014": dict(cell="lstm", reverse_source=True, attention="none", context_every_step=False),
@@ -66,3 +67,24 @@ def test_runner_data_option_picks_the_multi30k_twin(monkeypatch):
     cfg = seen["cfg"]
     assert cfg.name == "luong2015_multi30k" and cfg.data.source == "corpus/dir" and cfg.model.attention == "dot"
     assert seen["workdir"] == "runs/luong2015_multi30k"
+
+
+def test_results_table_pools_the_seeds_of_a_run(tmp_path, monkeypatch, capsys):
+    def write(name: str, exact: float, bleu: float, minutes: float) -> None:
+        (tmp_path / name).mkdir()
+        row = {"steps": 300, "params": 1234, "train_minutes": minutes, "test_exact_match_greedy": exact,
+               "test_exact_match_beam5": exact, "test_bleu_greedy": bleu, "test_bleu_beam5": bleu}
+        (tmp_path / name / "result.json").write_text(json.dumps(row))
+
+    write("score_dot_seed0", 0.5, 90.0, 1.0)
+    write("score_dot_seed1", 0.7, 94.0, 2.0)
+    write("single", 0.25, 80.0, 3.0)
+    (tmp_path / "unfinished").mkdir()
+    monkeypatch.setattr(sys, "argv", ["results_table.py", str(tmp_path)])
+    results_table.main()
+    header, rule, *rows = capsys.readouterr().out.splitlines()
+    assert len(rule.split("|")) == len(header.split("|"))
+    assert rows == [
+        "| score_dot | 2 | 300 | 1.5 | 60.00 ± 14.14 (50.0 / 70.0) | 60.00 ± 14.14 (50.0 / 70.0) "
+        "| 92.00 ± 2.83 (90.0 / 94.0) | 92.00 ± 2.83 (90.0 / 94.0) | 1,234 |",
+        "| single | 1 | 300 | 3.0 | 25.00 | 25.00 | 80.00 | 80.00 | 1,234 |"]
