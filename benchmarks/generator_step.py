@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import jax
 import numpy as np
 
+from benchmarks.decode import timed
 from s2s_jax.decoding.common import CPU_DECODE_OPTIONS
 
 
@@ -39,9 +39,7 @@ def main() -> None:
     times: dict = {k: [] for k in programs}
     for _ in range(a.calls):
         for k, fn in programs.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(x, w))
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(timed(lambda fn=fn: fn(x, w)))
     flop = 2 * a.rows * a.dim * a.vocab
     result = {"shape": [a.rows, a.dim, a.vocab], "device": str(jax.devices()[0]), "calls": a.calls,
               "gflop_s": {e: {o: round(flop / statistics.median(times[e, o]) / 1e9, 1) for o in options}
