@@ -4,6 +4,7 @@
 
 Prints one markdown row per workdir under the directory, the seeds of a run (``NAME_seedN``)
 pooled into one row: mean and, with several seeds, the standard deviation and the per-seed values.
+``--bleu-only`` leaves out the exact-match columns (for translation, where they are near zero).
 """
 
 from __future__ import annotations
@@ -30,17 +31,19 @@ def cell(values: list[float]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="the directory holding the workdirs")
-    root = p.parse_args().root
+    p.add_argument("--bleu-only", action="store_true", help="no exact-match columns")
+    args = p.parse_args()
+    columns = [c for c in COLUMNS if not (args.bleu_only and c[0].startswith("test_exact_match"))]
     groups: dict[str, list[dict]] = defaultdict(list)
-    for path in sorted(glob.glob(os.path.join(root, "*", "result.json"))):
+    for path in sorted(glob.glob(os.path.join(args.root, "*", "result.json"))):
         name = re.sub(r"_seed\d+$", "", os.path.basename(os.path.dirname(path)))
         with open(path) as f:
             groups[name].append(json.load(f))
-    print("| run | seeds | steps | train min | " + " | ".join(title for _, title, _ in COLUMNS) + " | params |")
-    print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: |")
+    print("| run | seeds | steps | train min | " + " | ".join(title for _, title, _ in columns) + " | params |")
+    print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in columns) + " | ---: |")
     for name, rows in groups.items():
         minutes = statistics.mean(r["train_minutes"] for r in rows)
-        cells = [cell([r[key] * scale for r in rows]) for key, _, scale in COLUMNS]
+        cells = [cell([r[key] * scale for r in rows]) for key, _, scale in columns]
         print(f"| {name} | {len(rows)} | {rows[0]['steps']} | {minutes:.1f} | " + " | ".join(cells)
               + f" | {rows[0]['params']:,} |")
 

@@ -88,3 +88,8 @@ def test_results_table_pools_the_seeds_of_a_run(tmp_path, monkeypatch, capsys):
         "| score_dot | 2 | 300 | 1.5 | 60.00 ± 14.14 (50.0 / 70.0) | 60.00 ± 14.14 (50.0 / 70.0) "
         "| 92.00 ± 2.83 (90.0 / 94.0) | 92.00 ± 2.83 (90.0 / 94.0) | 1,234 |",
         "| single | 1 | 300 | 3.0 | 25.00 | 25.00 | 80.00 | 80.00 | 1,234 |"]
+    monkeypatch.setattr(sys, "argv", ["results_table.py", str(tmp_path), "--bleu-only"])
+    results_table.main()
+    header, _, _, single = capsys.readouterr().out.splitlines()
+    assert header == "| run | seeds | steps | train min | BLEU greedy | beam 5 | params |"
+    assert single == "| single | 1 | 300 | 3.0 | 80.00 | 80.00 | 1,234 |"
