@@ -38,3 +38,12 @@ SS=experiments/scheduled_sampling.py
 REV=(--train.quiet --seeds 0 1 --data.source copy --decode.max-len-b 16)
 "$PY" experiments/sutskever2014.py "${REV[@]}" --workdir $R/copy_source_reversed
 "$PY" experiments/sutskever2014.py "${REV[@]}" --workdir $R/copy_source_forward --model.reverse-source false
+# A copied string is one word, whose BLEU is 0 whatever the output, so "best by validation BLEU"
+# stays at the first checkpoint (step 300): the pair is scored at its last checkpoint instead.
+for run in copy_source_reversed copy_source_forward; do
+  for seed in 0 1; do
+    for beam in 1 5; do
+      "$(dirname "$PY")/s2s-eval" --workdir $R/${run}_seed$seed --split test --checkpoint latest --beam-size $beam
+    done
+  done
+done
