@@ -197,7 +197,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     best_metric: str = "bleu"  # a validation metric name; higher is better except loss/perplexity
     parallelism: Literal["sharding", "pmap"] = "sharding"
-    max_minutes: float = 0.0  # >0: stop (and save) after this much training time
+    max_minutes: float = 0.0  # >0: stop (and save) after this many minutes of this invocation
     quiet: bool = False
 
     def __post_init__(self):

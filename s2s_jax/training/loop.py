@@ -31,7 +31,7 @@ from s2s_jax.evaluation import evaluate
 from s2s_jax.fileio import atomic_write_text
 from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
 from s2s_jax.plots import attention_examples
-from s2s_jax.summary import MetricsWriter, progress
+from s2s_jax.summary import MetricsWriter, progress, read_metrics
 from s2s_jax.training.schedules import plateau_update
 from s2s_jax.training.step import TrainState, create_train_state
 
@@ -109,7 +109,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
     rng = par.replicate(rng)  # checkpoints restore into these placements
     metrics = MetricsWriter(workdir, enabled=par.is_main_process)
     ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
-    loop = {"plateau": {"best": float("inf"), "bad": 0, "scale": 1.0}, "best": None}
+    loop = {"plateau": {"best": float("inf"), "bad": 0, "scale": 1.0}, "best": None, "minutes": 0.0}
     if ckpt.latest.latest_step() is not None:
         state, rng, meta = ckpt.restore(state, rng)
         batches.set_state(meta["data_iterator"])
@@ -125,7 +125,18 @@ def run(cfg: Config, workdir: str) -> RunResult:
         # it unless it finds a better one, as the uninterrupted run would have.
         loop["best"] = ckpt.read_meta("best")["loop"]["best"]
 
+    # Training minutes run on across resumes, so a time-to-quality curve spans its preemptions.
+    # Checkpoints that predate the saved clock continue from the last metrics record kept.
+    minutes_before = loop.get("minutes")
+    if minutes_before is None:
+        minutes_before = max((r["minutes"] for r in read_metrics(workdir) if "minutes" in r), default=0.0)
+    t_start = time.perf_counter()  # of this attempt: train.max_minutes budgets each attempt
+
+    def minutes() -> float:
+        return minutes_before + (time.perf_counter() - t_start) / 60
+
     def save(best: bool = False) -> None:
+        loop["minutes"] = minutes()
         meta = {"config": cfg.to_dict(), "data_iterator": batches.get_state(), "loop": loop}
         ckpt.save(state, rng, meta, best=best)
 
@@ -139,7 +150,6 @@ def run(cfg: Config, workdir: str) -> RunResult:
     bar = progress(total, "train", tcfg.quiet, initial=start_step)
     pending: list[tuple[int, jax.Array, jax.Array]] = []  # (step, loss, grad norm) not yet checked for NaN
     window = {"nll_sum": 0.0, "tokens": 0.0, "correct": 0.0, "t0": time.perf_counter()}
-    t_start = time.perf_counter()
     stopped = "finished"
 
     def check_losses() -> None:
@@ -161,7 +171,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
                   "learning_rate": float(m["learning_rate"]),
                   "teacher_forcing_prob": float(m["teacher_forcing_prob"]),
                   "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch": batches.epoch_progress,
-                  "minutes": (time.perf_counter() - t_start) / 60}
+                  "minutes": minutes()}
         record["perplexity"] = math.exp(min(record["nll"], 50.0))
         metrics.write(step, "train", record)
         if bar.disable:
@@ -175,7 +185,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
         with progress(min(limit, len(split)) if limit else len(split), name, tcfg.quiet, unit="sentence",
                       leave=False) as eval_bar:
             m, hyps = evaluate(state, split, data.tgt_tokenizer, cfg.decode, limit, eval_bar.update, par)
-        metrics.write(step, name, {**m, "minutes": (time.perf_counter() - t_start) / 60})
+        metrics.write(step, name, {**m, "minutes": minutes()})
         log.info("step %d %s: loss %.4f bleu %.2f exact %.4f", step, name, m["loss"], m["bleu"], m["exact_match"])
         k = min(EXAMPLES_PER_EVAL, len(hyps))
         examples = []

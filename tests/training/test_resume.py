@@ -5,6 +5,7 @@ real subprocess; non-finite losses stop the run without a poisoned save."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ from s2s_jax.checkpoint import BEST, LATEST, Checkpointer
 from s2s_jax.cli import train_main
 from s2s_jax.config import config_diff, get_field
 from s2s_jax.errors import ConfigError, NonFiniteLossError
-from s2s_jax.summary import read_metrics
+from s2s_jax.summary import METRICS_FILE, read_metrics
 from s2s_jax.training.loop import run
 
 pytestmark = pytest.mark.xdist_group("resume")  # module fixtures built once
@@ -154,6 +155,36 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(reference, tmp_pat
     for sub in (LATEST, BEST):
         assert sorted(os.listdir(os.path.join(workdir, sub))) == sorted(os.listdir(os.path.join(ref_dir, sub)))
     assert [record(r) for r in read_metrics(workdir)] == [record(r) for r in read_metrics(ref_dir)]
+    # The training clock runs on from the checkpoint each attempt resumed from.
+    minutes = [r["minutes"] for r in read_metrics(workdir)]
+    assert minutes == sorted(minutes)
+    ckpt = Checkpointer(workdir, read_only=True)
+    assert 0 < ckpt.read_meta(12)["loop"]["minutes"] <= minutes[-1]
+    ckpt.close()
+
+
+def test_a_checkpoint_without_a_saved_clock_resumes_it_from_the_metrics(tmp_path, monkeypatch):
+    """Checkpoints written before the clock was saved: the minutes go on from the last record kept."""
+    cfg, workdir = resume_config(), str(tmp_path)
+    real_save = Checkpointer.save
+
+    def save_without_clock(self, state, rng, meta, best=False):
+        loop = {k: v for k, v in meta["loop"].items() if k != "minutes"}
+        real_save(self, state, rng, {**meta, "loop": loop}, best=best)
+
+    monkeypatch.setattr(Checkpointer, "save", save_without_clock)
+    interrupt_at(monkeypatch, 8, "signal")
+    run(cfg, workdir)
+    path = os.path.join(workdir, METRICS_FILE)
+    records = [{**r, "minutes": 100.0 + r["step"]} for r in read_metrics(workdir)]  # a long first attempt
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+    monkeypatch.setattr(Checkpointer, "save", real_save)
+    monkeypatch.setattr(step_module, "train_step", REAL_TRAIN_STEP)
+    run(cfg, workdir)
+    resumed = [r["minutes"] for r in read_metrics(workdir) if r["step"] > 8]
+    assert resumed and min(resumed) >= 100.0 + max(r["step"] for r in records)
 
 
 def test_a_workdir_of_another_config_is_refused_untouched(reference):
