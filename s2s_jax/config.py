@@ -64,6 +64,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     dtype: Literal["float32", "bfloat16"] = "float32"
     init_scale: float = 0.0  # >0: every parameter ~ uniform(-s, s) (Sutskever et al. 2014)
+    forget_bias: float = 0.0  # added to the LSTM forget gate's bias (Jozefowicz et al. 2015 use 1)
     remat: bool = False  # recompute decoder steps in the backward pass to save memory
 
     def __post_init__(self):

@@ -98,12 +98,16 @@ def add_gates(a: Gates, b: Gates) -> Gates:
 class RecurrentCell(nn.Module):
     """The recurrent weights of one layer and its single step.
 
-    Parameters ``kernel`` [gates, hidden, hidden] and ``bias`` [gates, hidden].
+    Parameters ``kernel`` [gates, hidden, hidden] and ``bias`` [gates, hidden]. An LSTM's
+    forget gate adds the constant ``forget_bias`` to its learned bias, so it starts remembering
+    (Gers et al. 2000; Jozefowicz et al. 2015, sec. 2.2): a constant rather than an initial
+    value, so that it holds whatever initialiser the parameters get (``init_scale``).
     """
 
     kind: str
     hidden_size: int
     dtype: Any = jnp.float32
+    forget_bias: float = 0.0
 
     @property
     def gates(self) -> tuple[str, ...]:
@@ -117,7 +121,10 @@ class RecurrentCell(nn.Module):
                                                 batch_axis=(0,))
         kernel = self.param("kernel", init, (g, h, h))
         bias = self.param("bias", nn.initializers.zeros, (g, h))
-        return tuple(kernel[i].astype(self.dtype) for i in range(g)), tuple(bias[i] for i in range(g))
+        biases = tuple(bias[i] for i in range(g))
+        if self.kind == "lstm" and self.forget_bias:
+            biases = (biases[0], biases[1] + self.forget_bias, *biases[2:])
+        return tuple(kernel[i].astype(self.dtype) for i in range(g)), biases
 
     def __call__(self, carry: Carry, x_proj: Gates) -> Carry:
         kernels, biases = self.weights()

@@ -60,7 +60,8 @@ class Decoder(nn.Module):
             self.feed_input = GateProjection(gates, h, use_bias=False, dtype=dtype)
         self.layer_inputs = [GateProjection(gates, h, dtype=dtype, name=f"layer{i}_input")
                              for i in range(1, cfg.num_layers)]
-        self.cells = [RecurrentCell(cfg.cell, h, dtype=dtype, name=f"layer{i}") for i in range(cfg.num_layers)]
+        self.cells = [RecurrentCell(cfg.cell, h, dtype=dtype, forget_bias=cfg.forget_bias, name=f"layer{i}")
+                      for i in range(cfg.num_layers)]
         if cfg.attention != "none":
             self.attention = Attention(cfg.attention, cfg.hidden_size, dtype=dtype)
             if cfg.attention_style == "luong":

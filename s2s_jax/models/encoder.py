@@ -73,7 +73,7 @@ class Encoder(nn.Module):
                 inp = x if direction == "fwd" else reverse_rows(x, lengths)
                 name = f"layer{layer}_{direction}"
                 x_proj = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
-                cell = RecurrentCell(cfg.cell, cfg.hidden_size, dtype=dtype, name=name)
+                cell = RecurrentCell(cfg.cell, cfg.hidden_size, dtype=dtype, forget_bias=cfg.forget_bias, name=name)
                 carry, y = run_layer(cell, x_proj, mask, cell.initial_carry(src.shape[0]))
                 outputs.append(y if direction == "fwd" else reverse_rows(y, lengths))
                 carries.append(carry)

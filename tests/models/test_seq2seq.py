@@ -3,6 +3,8 @@ teacher forcing vs scheduled sampling, the single-step API."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,3 +151,24 @@ def test_bfloat16_activations_keep_float32_params_and_outputs():
     assert out.dtype == jnp.float32
     ref = Seq2Seq(tiny_model(attention="additive")).apply({"params": params}, b["src"], b["tgt"][:, :-1])
     np.testing.assert_allclose(out, ref, atol=0.1)
+
+
+def test_forget_bias_equals_shifting_every_lstm_forget_gate_bias():
+    cfg = tiny_model(cell="lstm", num_layers=2, bidirectional=True, attention="general", input_feeding=True)
+    b = random_batch(3, 6, 5)
+    model, params = _init(cfg, b)
+
+    def is_cell_bias(path, x):  # RecurrentCell's [gates, hidden]; every other bias is 1-D
+        return path[-1].key == "bias" and x.ndim == 2
+
+    assert sum(is_cell_bias(p, x) for p, x in jax.tree_util.tree_leaves_with_path(params)) == 6  # 4 encoder, 2 decoder
+    shifted = jax.tree_util.tree_map_with_path(lambda p, x: x.at[1].add(1.5) if is_cell_bias(p, x) else x, params)
+
+    def loss_and_grads(m, p):
+        return jax.jit(jax.value_and_grad(lambda q: m.apply({"params": q}, b["src"], b["tgt"][:, :-1]).sum()))(p)
+
+    got = loss_and_grads(Seq2Seq(dataclasses.replace(cfg, forget_bias=1.5)), params)
+    want = loss_and_grads(model, shifted)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), got[1], want[1])
+    assert abs(got[0] - loss_and_grads(model, params)[0]) > 1e-2  # float32 noise here is ~1e-4
