@@ -93,7 +93,7 @@ def multi30k() -> Config:
     One epoch is about 236 batches of 128 sentences; evaluation runs once an epoch.
 
     Seven epochs, the learning rate halved every half epoch after the fifth (Sutskever et al.
-    2014, sec. 3.4): test2016 BLEU 40.5 with beam 5 after 57 minutes on a 2-core CPU
+    2014, sec. 3.4): test2016 BLEU 40.5 with beam 5 after 56 minutes on a 2-core CPU
     (EXPERIMENTS.md); ``--train.lr-schedule constant`` gives the run of BENCHMARKS.md.
     """
     return Config(

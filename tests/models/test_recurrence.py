@@ -43,8 +43,15 @@ def test_backward_pass_equals_autodiff_of_the_scan(kind):
             return (ys * out_weights).sum() + final
         return jax.jit(jax.grad(f, argnums=(0, 1, 2, 3)))
 
-    got = objective(lambda *a: recurrence(kind, a[0], a[1], a[2], mask, a[3]))(*args)
-    want = objective(lambda *a: (lambda c, out: (c, out[0]))(*_scan_forward(kind, a[0], a[1], a[2], mask, a[3])))(*args)
+    def hand_written(kernels, biases, x_proj, carry0):
+        return recurrence(kind, kernels, biases, x_proj, mask, carry0)
+
+    def autodiff(kernels, biases, x_proj, carry0):
+        carry, (ys, _) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0)
+        return carry, ys
+
+    got = objective(hand_written)(*args)
+    want = objective(autodiff)(*args)
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
         assert np.any(np.asarray(w) != 0)
         np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
