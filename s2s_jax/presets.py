@@ -173,7 +173,8 @@ def sutskever2014() -> Config:
 def sutskever2014_multi30k() -> Config:
     """Ten epochs, the learning rate halved every half epoch over the last 2.5 (as in the
     paper's 7.5): without attention the deep LSTM is still improving by 1-2 BLEU an epoch at
-    epoch 7 (EXPERIMENTS.md)."""
+    epoch 7. Test2016 BLEU 16.3 with beam 5 after at most 92 minutes on a 2-core CPU
+    (EXPERIMENTS.md)."""
     return _multi30k_scale(sutskever2014(), model=_LSTM_MULTI30K, learning_rate=1e-3, halving_start_epoch=7.5,
                            num_epochs=10.0)
 
