@@ -230,7 +230,11 @@ def luong2015() -> Config:
 
 @preset
 def luong2015_multi30k() -> Config:
-    return _multi30k_scale(luong2015(), model=_LSTM_MULTI30K)
+    """Seven epochs, the learning rate halved every half epoch after the fifth (Luong et al.
+    halve it every epoch after the fifth of ten, sec. 4.1): the stacked LSTMs need three epochs
+    before their attention aligns. Test2016 BLEU 35.3 with beam 5 after at most 69 minutes on a
+    2-core CPU (EXPERIMENTS.md)."""
+    return _multi30k_scale(luong2015(), model=_LSTM_MULTI30K, lr_schedule="halving", halving_start_epoch=5.0)
 
 
 @preset
