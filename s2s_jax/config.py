@@ -62,6 +62,7 @@ class ModelConfig:
     reverse_source: bool = False
     dropout: float = 0.0
     tie_embeddings: bool = False
+    maxout_units: int = 0  # >0: the generator's deep maxout layer (Bahdanau et al. 2015 use 500)
     dtype: Literal["float32", "bfloat16"] = "float32"
     init_scale: float = 0.0  # >0: every parameter ~ uniform(-s, s) (Sutskever et al. 2014)
     forget_bias: float = 0.0  # added to the LSTM forget gate's bias (Jozefowicz et al. 2015 use 1)
@@ -77,6 +78,7 @@ class ModelConfig:
                      "must exceed the 4 special tokens (or be 0 to take it from the tokenizer)")
         _require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         _require(self.init_scale >= 0.0, "model.init_scale", "must be >= 0")
+        _require(self.maxout_units >= 0, "model.maxout_units", "must be >= 0 (0: no maxout layer)")
         enc_dim = self.encoder_output_dim
         if self.bridge == "copy":
             _require(enc_dim == self.hidden_size, "model.bridge",

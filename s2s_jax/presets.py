@@ -200,7 +200,9 @@ def cho2014_multi30k() -> Config:
 def bahdanau2015() -> Config:
     """Bahdanau, Cho & Bengio (2015): a bidirectional GRU encoder, the decoder initialised from
     the backward state through tanh, and additive attention queried with the previous decoder
-    state, the context entering the GRU input and the output layer (eqs. 4-6 and appendix A)."""
+    state, the context entering the GRU input and the output layer (eqs. 4-6 and appendix A).
+    ``--model.maxout-units 500`` adds the paper's maxout layer before the softmax (appendix
+    A.2.2): on Multi30k, better and faster (EXPERIMENTS.md)."""
     return _dates_scale(
         "bahdanau2015",
         ModelConfig(embed_dim=32, hidden_size=128, cell="gru", bidirectional=True, bridge="linear",

@@ -28,6 +28,7 @@ def test_configs_are_frozen():
     (dict(attention="luong"), "model.attention"),
     (dict(hidden_size=0), "model.hidden_size"),
     (dict(dropout=1.5), "model.dropout"),
+    (dict(maxout_units=-1), "model.maxout_units"),
     (dict(bidirectional=True, bridge="copy"), "model.bridge"),
     (dict(bidirectional=True, bridge="linear", attention="dot"), "model.attention"),
     (dict(input_feeding=True), "model.input_feeding"),

@@ -16,6 +16,9 @@ it. The variants of the seed papers:
   queries the memory and the generator reads the attentional state
   ``tanh(W_c [c; h])``; ``input_feeding`` (sec. 3.3) adds the previous attentional
   state to the cell input.
+
+``maxout_units`` puts the papers' deep output layer between any of these and the
+vocabulary (:mod:`s2s_jax.models.generator`).
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class Decoder(nn.Module):
             if cfg.attention_style == "luong":
                 self.attentional = nn.Dense(cfg.hidden_size, use_bias=False, dtype=dtype)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.generator = Generator(cfg.tgt_vocab_size, self.embed if cfg.tie_embeddings else None, dtype=dtype)
+        self.generator = Generator(cfg.tgt_vocab_size, self.embed if cfg.tie_embeddings else None,
+                                   maxout_units=cfg.maxout_units, dtype=dtype)
 
     @property
     def reads_context_before_cell(self) -> bool:

@@ -18,7 +18,8 @@ from tests.conftest import random_batch, tiny_model
 # Every cell, direction, attention score and decoder style appears at least once.
 VARIANTS = {
     "lstm-2layer-plain": dict(cell="lstm", num_layers=2),
-    "gru-bi-additive-bahdanau": dict(cell="gru", bidirectional=True, attention="additive", attention_style="bahdanau"),
+    "gru-bi-additive-bahdanau-maxout": dict(cell="gru", bidirectional=True, attention="additive",
+                                            attention_style="bahdanau", maxout_units=6),
     "rnn-bi-general-luong-feed": dict(cell="rnn", bidirectional=True, attention="general", input_feeding=True),
     "lstm-dot-luong": dict(cell="lstm", attention="dot"),
     "gru-context-every-step": dict(cell="gru", context_every_step=True, bridge="linear"),

@@ -1,0 +1,51 @@
+"""The generator against a NumPy rendering of its formula: plain, with the maxout deep output
+layer, and with the output matrix tied to the embedding."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from s2s_jax.models.generator import Generator
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _maxout(t: np.ndarray) -> np.ndarray:
+    """t_j = max(t~_{2j-1}, t~_{2j}) over consecutive pairs of units, written as a loop."""
+    return np.stack([np.maximum(t[..., 2 * j], t[..., 2 * j + 1]) for j in range(t.shape[-1] // 2)], axis=-1)
+
+
+@pytest.mark.parametrize("maxout_units", [0, 4])
+def test_generator_matches_its_formula(maxout_units):
+    x = np.asarray(jax.random.normal(jax.random.key(1), (3, 2, 7)))
+    gen = Generator(11, maxout_units=maxout_units)
+    params = gen.init(jax.random.key(0), x)["params"]
+    p = jax.tree_util.tree_map(np.asarray, params)
+    h = x
+    if maxout_units:
+        assert p["maxout"]["kernel"].shape == (7, 2 * maxout_units)
+        h = _maxout(h @ p["maxout"]["kernel"] + p["maxout"]["bias"])
+    expected = _log_softmax(h @ p["output"]["kernel"] + p["output"]["bias"])
+    np.testing.assert_allclose(np.asarray(gen.apply({"params": params}, x)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_maxout_generator_tied_to_the_embedding():
+    class Tied(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            embed = nn.Embed(11, 5, name="embed")
+            return Generator(11, embed, maxout_units=4, name="gen")(x)
+
+    x = np.asarray(jax.random.normal(jax.random.key(1), (3, 7)))
+    params = Tied().init(jax.random.key(0), x)["params"]
+    p = jax.tree_util.tree_map(np.asarray, params)
+    t = _maxout(x @ p["gen"]["maxout"]["kernel"] + p["gen"]["maxout"]["bias"])
+    logits = (t @ p["gen"]["tied_projection"]["kernel"]) @ p["embed"]["embedding"].T + p["gen"]["bias"]
+    np.testing.assert_allclose(np.asarray(Tied().apply({"params": params}, x)), _log_softmax(logits),
+                               rtol=1e-5, atol=1e-5)
