@@ -192,9 +192,10 @@ def saved_config(workdir: str) -> Config | None:
             raise ConfigError(f"{path}: not a valid config ({_first_line(e)}).") from None
 
 
-def check_workdir_config(workdir: str, cfg: Config) -> None:
-    """Refuse to train in a workdir that holds a run of another config."""
-    saved = saved_config(workdir)
+def check_workdir_config(workdir: str, cfg: Config, saved: Config | None = None) -> None:
+    """Refuse to train in a workdir that holds a run of another config: the one in its
+    config.json, or ``saved``."""
+    saved = saved or saved_config(workdir)
     if saved is None:
         return
     if cfg.model.src_vocab_size == 0 or cfg.model.tgt_vocab_size == 0:  # sizes resolved from the tokenizer

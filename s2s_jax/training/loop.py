@@ -22,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from s2s_jax.checkpoint import Checkpointer, check_workdir_config
+from s2s_jax.checkpoint import Checkpointer, check_workdir_config, saved_config
 from s2s_jax.config import Config
 from s2s_jax.data.dataset import Data, prepare_data
 from s2s_jax.data.pipeline import BatchIterator
@@ -114,6 +114,11 @@ def run(cfg: Config, workdir: str) -> RunResult:
         state, rng, meta = ckpt.restore(state, rng)
         batches.set_state(meta["data_iterator"])
         loop = meta["loop"]
+        if saved_config(workdir) is None:
+            # config.json was lost: the checkpoint's copy guards this resume and replaces it.
+            saved = Config.from_dict(meta["config"])
+            check_workdir_config(workdir, cfg, saved)
+            atomic_write_text(os.path.join(workdir, "config.json"), saved.to_json())
         metrics.truncate_after(int(state.step))
         log.info("Resumed %s at step %d.", workdir, int(state.step))
     else:

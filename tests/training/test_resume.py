@@ -200,6 +200,24 @@ def test_a_workdir_of_another_config_is_refused_untouched(reference):
     assert snapshot() == before
 
 
+def test_a_lost_config_json_is_restored_from_the_checkpoint_which_guards_the_resume(reference, tmp_path, monkeypatch):
+    ref_dir, ref = reference
+    cfg, workdir = resume_config(), str(tmp_path)
+    config_json = os.path.join(workdir, "config.json")
+    interrupt_at(monkeypatch, 4, "signal")
+    run(cfg, workdir)
+    os.remove(config_json)
+    monkeypatch.setattr(step_module, "train_step", REAL_TRAIN_STEP)
+    with pytest.raises(ConfigError, match=r"holds a run with train\.learning_rate=0\.05, not 0\.01"):
+        run(cfg.replace(train={"learning_rate": 0.01}), workdir)
+    assert not os.path.exists(config_json)
+
+    last = run(cfg, workdir)
+    with open(config_json, encoding="utf-8") as f, open(os.path.join(ref_dir, "config.json"), encoding="utf-8") as g:
+        assert f.read() == g.read()
+    assert leaves_equal(last.state.params, ref.state.params)
+
+
 def poison_at(monkeypatch, step: int, field: str) -> None:
     """From ``step`` on, train_step returns NaN parameters and a non-finite ``field``."""
     real = REAL_TRAIN_STEP
