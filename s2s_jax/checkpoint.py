@@ -181,10 +181,17 @@ class Checkpointer:
 
 
 def saved_config(workdir: str) -> Config | None:
-    """The config of the run in ``workdir`` (its config.json), if any."""
+    """The config of the run in ``workdir``: its config.json or, where that file is lost, the
+    copy in its latest checkpoint; None for a workdir that has neither."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        return None
+        if not os.path.isdir(os.path.join(workdir, LATEST)):
+            return None
+        ckpt = Checkpointer(workdir, read_only=True)
+        try:
+            return None if ckpt.step_of("latest") is None else Config.from_dict(ckpt.read_meta()["config"])
+        finally:
+            ckpt.close()
     with open(path, encoding="utf-8") as f:
         try:
             return Config.from_json(f.read())
@@ -192,10 +199,9 @@ def saved_config(workdir: str) -> Config | None:
             raise ConfigError(f"{path}: not a valid config ({_first_line(e)}).") from None
 
 
-def check_workdir_config(workdir: str, cfg: Config, saved: Config | None = None) -> None:
-    """Refuse to train in a workdir that holds a run of another config: the one in its
-    config.json, or ``saved``."""
-    saved = saved or saved_config(workdir)
+def check_workdir_config(workdir: str, cfg: Config) -> None:
+    """Refuse to train in a workdir that holds a run of another config."""
+    saved = saved_config(workdir)
     if saved is None:
         return
     if cfg.model.src_vocab_size == 0 or cfg.model.tgt_vocab_size == 0:  # sizes resolved from the tokenizer

@@ -22,7 +22,7 @@ import time
 import jax
 import numpy as np
 
-from s2s_jax.checkpoint import Checkpointer, check_workdir_config, saved_config
+from s2s_jax.checkpoint import Checkpointer, check_workdir_config
 from s2s_jax.config import Config
 from s2s_jax.data.dataset import Data, prepare_data
 from s2s_jax.data.pipeline import BatchIterator
@@ -110,20 +110,18 @@ def run(cfg: Config, workdir: str) -> RunResult:
     metrics = MetricsWriter(workdir, enabled=par.is_main_process)
     ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
     loop = {"plateau": {"best": float("inf"), "bad": 0, "scale": 1.0}, "best": None, "minutes": 0.0}
+    config_path = os.path.join(workdir, "config.json")
     if ckpt.latest.latest_step() is not None:
         state, rng, meta = ckpt.restore(state, rng)
         batches.set_state(meta["data_iterator"])
         loop = meta["loop"]
-        if saved_config(workdir) is None:
-            # config.json was lost: the checkpoint's copy guards this resume and replaces it.
-            saved = Config.from_dict(meta["config"])
-            check_workdir_config(workdir, cfg, saved)
-            atomic_write_text(os.path.join(workdir, "config.json"), saved.to_json())
+        if not os.path.exists(config_path):  # lost; the guard above read the checkpoint's copy
+            atomic_write_text(config_path, Config.from_dict(meta["config"]).to_json())
         metrics.truncate_after(int(state.step))
         log.info("Resumed %s at step %d.", workdir, int(state.step))
     else:
         metrics.truncate_after(0)  # records of an earlier attempt that never reached a checkpoint
-        atomic_write_text(os.path.join(workdir, "config.json"), cfg.to_json())
+        atomic_write_text(config_path, cfg.to_json())
     best_step = ckpt.step_of("best")
     if best_step is not None and best_step > int(state.step):
         # Saved by the interrupted attempt after the checkpoint we resume from: the replay keeps
