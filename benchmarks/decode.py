@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from s2s_jax.config import ModelConfig
+from benchmarks.shapes import shape_config
 from s2s_jax.decoding import beam_search, greedy_decode
 from s2s_jax.models.seq2seq import Seq2Seq
 
@@ -45,6 +45,9 @@ def parse_args() -> argparse.Namespace:
                    help="the PyTorch reference script (default: ../shared/bench/torch_reference.py from the repo)")
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-torch", action="store_true", help="time the JAX side only")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the JAX model's dtype")
+    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32"],
+                   help="the PyTorch reference's precisions (bfloat16: torch.autocast), each timed every round")
     return p.parse_args()
 
 
@@ -59,11 +62,11 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def torch_round(a: argparse.Namespace) -> dict:
+def torch_round(a: argparse.Namespace, dtype: str) -> dict:
     """One run of the reference script; it times one greedy batch after a warm-up (and trains first)."""
     cmd = [sys.executable, str(a.torch_reference), "--model", "attention", "--threads", str(a.torch_threads),
            "--batch", str(a.batch), "--src-len", str(a.src_len), "--tgt-len", str(a.tgt_len),
-           "--vocab", str(a.vocab), "--steps", "1"]
+           "--vocab", str(a.vocab), "--steps", "1", "--dtype", dtype]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -73,10 +76,7 @@ def main() -> None:
     if not a.no_torch and not a.torch_reference.is_file():
         sys.exit(f"decode.py: error: the PyTorch reference {a.torch_reference} does not exist; "
                  "pass --torch-reference or --no-torch.")
-    cfg = ModelConfig(src_vocab_size=a.vocab, tgt_vocab_size=a.vocab, cell="gru", bidirectional=True,
-                      hidden_size=512, embed_dim=256, bridge="linear", attention="additive",
-                      attention_style="bahdanau")
-    model = Seq2Seq(cfg)
+    model = Seq2Seq(shape_config("attention", a.vocab, a.batch, a.src_len, dtype=a.dtype).model)
     rng = np.random.default_rng(0)
     src = rng.integers(4, a.vocab, (a.batch, a.src_len)).astype(np.int32)
     params = jax.jit(model.init)(jax.random.key(0), src, src[:, :a.tgt_len])["params"]
@@ -87,17 +87,18 @@ def main() -> None:
     }
     first_call = {name: round(timed(fn), 2) for name, fn in programs.items()}
     speeds: dict[str, list[float]] = {name: [] for name in programs}
-    torch_speeds: list[float] = []
+    torch_dtypes = [] if a.no_torch else a.torch_dtypes
+    torch_speeds: dict[str, list[float]] = {d: [] for d in torch_dtypes}
     torch_info: dict = {}
     for _ in range(a.rounds):
         for name, fn in programs.items():
             speeds[name].append(a.batch / timed(fn))
-        if not a.no_torch:
-            torch_info = torch_round(a)
-            torch_speeds.append(torch_info["greedy_sentences_per_s"])
+        for d in torch_dtypes:
+            torch_info = torch_round(a, d)
+            torch_speeds[d].append(torch_info["greedy_sentences_per_s"])
 
     result = {
-        "model": "attention (gru, bidirectional, additive bahdanau)",
+        "model": "attention (gru, bidirectional, additive bahdanau)", "dtype": a.dtype,
         "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len, "vocab": a.vocab, "rounds": a.rounds,
         "jax": {"version": jax.__version__, "device": str(jax.devices()[0]), "first_call_s": first_call,
                 # the first call compiles and runs once: less one run's median time, the compilation
@@ -105,12 +106,12 @@ def main() -> None:
                               for name, v in speeds.items()},
                 "sentences_per_s": {name: spread(v) for name, v in speeds.items()}},
     }
-    if torch_speeds:
-        torch_median = statistics.median(torch_speeds)
-        result["torch"] = {"impl": torch_info["impl"], "threads": torch_info["threads"],
-                           "greedy_sentences_per_s": spread(torch_speeds)}
-        result["ratio_vs_torch_greedy"] = {name: round(statistics.median(v) / torch_median, 2)
-                                           for name, v in speeds.items()}
+    for d, runs in torch_speeds.items():
+        torch_median = statistics.median(runs)
+        result[f"torch_{d}"] = {"impl": torch_info["impl"], "threads": torch_info["threads"],
+                                "greedy_sentences_per_s": spread(runs)}
+        result[f"ratio_vs_torch_{d}_greedy"] = {name: round(statistics.median(v) / torch_median, 2)
+                                                for name, v in speeds.items()}
     print(json.dumps(result))
 
 

@@ -32,7 +32,7 @@ def main() -> None:
     x = jax.numpy.asarray(rng.standard_normal((a.rows, a.dim), np.float32))
     w = jax.numpy.asarray(rng.standard_normal((a.dim, a.vocab), np.float32) / np.sqrt(a.dim))
     exprs = {"matmul": lambda x, w: x @ w, "matmul+log_softmax": lambda x, w: jax.nn.log_softmax(x @ w)}
-    options = {"xla_default": None, "without_ynn_fusions": CPU_DECODE_OPTIONS}
+    options = {"xla_default": None, "without_ynn_fusions": CPU_DECODE_OPTIONS["float32"]}
     programs = {(e, o): jax.jit(fn, compiler_options=opt) for e, fn in exprs.items() for o, opt in options.items()}
     for fn in programs.values():
         jax.block_until_ready(fn(x, w))

@@ -7,6 +7,9 @@ Scores (Luong et al. 2015, eq. 8; Bahdanau et al. 2015, appendix A.1.2):
 The memory-side terms (``m_s`` itself, ``W_a m_s`` or ``W_k m_s``) do not depend
 on the decoder step: :meth:`Attention.keys` computes them once per sentence.
 PAD positions get weight exactly 0; a row with no real token gets a zero context.
+The projections run in ``dtype`` (:mod:`s2s_jax.models.matmul`); the scores, the
+softmax and the weighted sum are per-row matrix-vector products, which no matrix unit
+runs, so they stay float32.
 """
 
 from __future__ import annotations
@@ -17,7 +20,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.models.matmul import Dense
+
 _MASKED = -1e9  # finite, so a row of PAD gives no NaN
+
+
+@jax.checkpoint
+def additive_scores(keys: jax.Array, q: jax.Array, v: jax.Array) -> jax.Array:
+    """v . tanh(k_s + q): keys [batch, src_len, hidden], q [batch, hidden], v [hidden, 1]
+    -> [batch, src_len], float32. Recomputed in the backward pass: storing the
+    [batch, src_len, hidden] tanh of every decoder step costs more memory traffic than
+    computing it again."""
+    return (jnp.tanh(keys.astype(jnp.float32) + q[:, None, :]) @ v)[..., 0]
+
+
+class AdditiveEnergy(nn.Module):
+    """The vector v of the additive score, a parameter ``kernel`` [hidden, 1]."""
+
+    @nn.compact
+    def __call__(self, keys: jax.Array, q: jax.Array) -> jax.Array:
+        v = self.param("kernel", nn.initializers.lecun_normal(), (q.shape[-1], 1))
+        return additive_scores(keys, q, v)
 
 
 class Attention(nn.Module):
@@ -26,12 +49,11 @@ class Attention(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self):
-        if self.kind == "general":
-            self.key_proj = nn.Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
-        elif self.kind == "additive":
-            self.key_proj = nn.Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
-            self.query_proj = nn.Dense(self.hidden_size, dtype=self.dtype)
-            self.energy = nn.Dense(1, use_bias=False, dtype=self.dtype)
+        if self.kind in ("general", "additive"):
+            self.key_proj = Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
+        if self.kind == "additive":
+            self.query_proj = Dense(self.hidden_size, dtype=self.dtype)
+            self.energy = AdditiveEnergy()
 
     def keys(self, memory: jax.Array) -> jax.Array:
         """[batch, src_len, enc_dim] -> [batch, src_len, key_dim], once per sentence."""
@@ -40,12 +62,12 @@ class Attention(nn.Module):
     def __call__(self, query: jax.Array, keys: jax.Array, memory: jax.Array,
                  mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """query [batch, hidden] -> (context [batch, enc_dim], weights [batch, src_len])."""
+        f32 = jnp.float32
         if self.kind == "additive":
-            q = self.query_proj(query.astype(self.dtype))
-            scores = self.energy(jnp.tanh(keys + q[:, None, :]))[..., 0]
+            scores = self.energy(keys, self.query_proj(query))
         else:
-            scores = jnp.einsum("bsh,bh->bs", keys, query.astype(keys.dtype))
-        scores = jnp.where(mask, scores.astype(jnp.float32), _MASKED)
+            scores = jnp.einsum("bsh,bh->bs", keys.astype(f32), query.astype(f32))
+        scores = jnp.where(mask, scores, _MASKED)
         weights = jax.nn.softmax(scores, axis=-1) * mask
-        context = jnp.einsum("bs,bsd->bd", weights.astype(memory.dtype), memory)
+        context = jnp.einsum("bs,bsd->bd", weights, memory.astype(f32))
         return context, weights

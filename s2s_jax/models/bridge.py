@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from s2s_jax.config import ModelConfig
 from s2s_jax.models.cells import Carry
+from s2s_jax.models.matmul import Dense
 
 
 class Bridge(nn.Module):
@@ -30,7 +31,7 @@ class Bridge(nn.Module):
         out = []
         for layer, carry in enumerate(final):
             parts, treedef = jax.tree_util.tree_flatten(carry)
-            mapped = [jnp.tanh(nn.Dense(cfg.hidden_size, dtype=jnp.dtype(cfg.dtype), name=f"layer{layer}_{i}")(p))
-                      .astype(jnp.float32) for i, p in enumerate(parts)]
+            mapped = [jnp.tanh(Dense(cfg.hidden_size, dtype=jnp.dtype(cfg.dtype), name=f"layer{layer}_{i}")(p))
+                      for i, p in enumerate(parts)]
             out.append(jax.tree_util.tree_unflatten(treedef, mapped))
         return tuple(out)

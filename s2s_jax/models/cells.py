@@ -9,13 +9,16 @@ matmuls ``h @ W_h`` run.
 Gates are kept as separate arrays rather than slices of one
 ``[batch, gates * hidden]`` array: XLA:CPU does not vectorise a fused
 elementwise kernel that slices the minor dimension, and such kernels
-dominated the step time (see BENCHMARKS.md).
+dominated the step time, and one fused ``[hidden, gates * hidden]`` recurrent product with
+its result sliced by gate is slower than one product per gate, in float32 and in bfloat16
+(BENCHMARKS.md, "bfloat16 on the matrix units").
 
 The gate formulas live in one pure function, :func:`cell_forward`, used by
 the Flax cells (one step) and by :mod:`s2s_jax.models.recurrence` (a whole
-sequence with a hand-written backward pass). Gate pre-activations and carries
-are float32 whatever ``dtype`` the matmuls run in, so bfloat16 training keeps
-float32 recurrent state.
+sequence with a hand-written backward pass). Every product is a
+:func:`s2s_jax.models.matmul.dot` in the kernels' dtype; gate pre-activations and
+carries are float32 whatever that dtype is, so bfloat16 training keeps float32
+recurrent state.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from s2s_jax.models.matmul import Dense, dot
 
 Carry = Any  # jax.Array, or (c, h) for the LSTM
 Gates = tuple[jax.Array, ...]  # one [..., hidden] array per gate
@@ -49,8 +54,7 @@ def cell_forward(kind: str, kernels: Gates, biases: Gates, carry: Carry, x_proj:
       lstm: i, f, o = s(.), g = tanh(.), c' = f c + i g, h' = o tanh(c')   (Hochreiter & Schmidhuber 1997)
     """
     h_prev = hidden_of(kind, carry)
-    hp = tuple(jnp.dot(h_prev.astype(k.dtype), k).astype(jnp.float32) + b
-               for k, b in zip(kernels, biases, strict=True))
+    hp = tuple(dot(h_prev, k, k.dtype) + b for k, b in zip(kernels, biases, strict=True))
     x = tuple(v.astype(jnp.float32) for v in x_proj)
     if kind == "gru":
         r = jax.nn.sigmoid(x[0] + hp[0])
@@ -78,7 +82,7 @@ def select_carry(keep: jax.Array, new: Carry, old: Carry) -> Carry:
 
 
 class GateProjection(nn.Module):
-    """x [..., in] -> one ``x @ W_g (+ b_g)`` [..., hidden] per gate."""
+    """x [..., in] -> one ``x @ W_g (+ b_g)`` [..., hidden] float32 per gate."""
 
     gates: tuple[str, ...]
     hidden_size: int
@@ -87,7 +91,7 @@ class GateProjection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> Gates:
-        return tuple(nn.Dense(self.hidden_size, use_bias=self.use_bias, dtype=self.dtype, name=g)(x)
+        return tuple(Dense(self.hidden_size, use_bias=self.use_bias, dtype=self.dtype, name=g)(x)
                      for g in self.gates)
 
 

@@ -33,6 +33,7 @@ from s2s_jax.models.attention import Attention
 from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentCell, add_gates
 from s2s_jax.models.encoder import EncoderOutput, run_layer
 from s2s_jax.models.generator import Generator
+from s2s_jax.models.matmul import Dense
 
 
 @struct.dataclass
@@ -68,7 +69,7 @@ class Decoder(nn.Module):
         if cfg.attention != "none":
             self.attention = Attention(cfg.attention, cfg.hidden_size, dtype=dtype)
             if cfg.attention_style == "luong":
-                self.attentional = nn.Dense(cfg.hidden_size, use_bias=False, dtype=dtype)
+                self.attentional = Dense(cfg.hidden_size, use_bias=False, dtype=dtype)
         self.dropout = nn.Dropout(cfg.dropout)
         self.generator = Generator(cfg.tgt_vocab_size, self.embed if cfg.tie_embeddings else None,
                                    maxout_units=cfg.maxout_units, dtype=dtype)

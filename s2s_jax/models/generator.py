@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.models.matmul import Dense, dot
+
 
 class Generator(nn.Module):
     vocab_size: int
@@ -27,13 +29,13 @@ class Generator(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [..., dim] -> log-probabilities [..., vocab] in float32."""
         if self.maxout_units:
-            pairs = nn.Dense(2 * self.maxout_units, dtype=self.dtype, name="maxout")(x)
+            pairs = Dense(2 * self.maxout_units, dtype=self.dtype, name="maxout")(x)
             x = jnp.max(pairs.reshape(*pairs.shape[:-1], self.maxout_units, 2), axis=-1)
         if self.embedding is None:
-            logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="output")(x)
+            logits = Dense(self.vocab_size, dtype=self.dtype, name="output")(x)
         else:
             if x.shape[-1] != self.embedding.features:
-                x = nn.Dense(self.embedding.features, use_bias=False, dtype=self.dtype, name="tied_projection")(x)
+                x = Dense(self.embedding.features, use_bias=False, dtype=self.dtype, name="tied_projection")(x)
             bias = self.param("bias", nn.initializers.zeros, (self.vocab_size,))
-            logits = self.embedding.attend(x.astype(self.dtype)) + bias
+            logits = dot(x, self.embedding.embedding.T, self.dtype) + bias
         return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)

@@ -8,7 +8,9 @@ gradient flowing into the previous state (one ``[batch, gates*hidden] x
 [gates*hidden, hidden]`` product per step); the recurrent weight gradients are
 then ONE matmul over all steps, ``H_prev^T @ dG`` with ``[time*batch]`` as the
 contracted dimension, instead of a small accumulation inside every step. On
-a CPU the big matmul runs near peak and the small ones do not.
+a CPU the big matmul runs near peak and the small ones do not. All products run in
+the kernels' dtype through :mod:`s2s_jax.models.matmul` (bfloat16 x bfloat16 ->
+float32 on the matrix units).
 
 Shapes (time-major): x_proj: per gate [time, batch, hidden]; mask: [time, batch]
 (False at PAD: the state is carried unchanged); kernels: per gate [hidden, hidden];
@@ -22,9 +24,9 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from s2s_jax.models.cells import Carry, Gates, cell_forward, hidden_of
+from s2s_jax.models.matmul import dot, dot_tn
 
 
 def _backward_step(kind: str, kernels_t: Gates, d_carry: Carry, dy: jax.Array, m: jax.Array, res):
@@ -57,7 +59,7 @@ def _backward_step(kind: str, kernels_t: Gates, d_carry: Carry, dy: jax.Array, m
         dh = (d_carry + dy) * keep
         d_in = d_rec = (dh * (1.0 - h_new * h_new),)
         d_prev = (d_carry + dy) * (1.0 - keep)
-    d_h_prev = sum(jnp.dot(d.astype(k.dtype), k).astype(jnp.float32) for d, k in zip(d_rec, kernels_t, strict=True))
+    d_h_prev = sum(dot(d, k, k.dtype) for d, k in zip(d_rec, kernels_t, strict=True))
     d_prev = (d_prev[0], d_prev[1] + d_h_prev) if kind == "lstm" else d_prev + d_h_prev
     return d_prev, d_in, d_rec
 
@@ -97,7 +99,7 @@ def _recurrence_bwd(kind, saved, grads):
     d_carry0, (d_x, d_rec) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)
     h_prev = res[0]
     flat_h = h_prev.reshape(-1, h_prev.shape[-1])
-    d_kernels = tuple((flat_h.T @ d.reshape(-1, d.shape[-1])).astype(k.dtype)
+    d_kernels = tuple(dot_tn(flat_h, d.reshape(-1, d.shape[-1]), k.dtype).astype(k.dtype)
                       for d, k in zip(d_rec, kernels, strict=True))
     d_biases = tuple(d.sum(axis=(0, 1)) for d in d_rec)
     return d_kernels, d_biases, d_x, None, d_carry0
