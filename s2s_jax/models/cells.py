@@ -43,18 +43,19 @@ def hidden_of(kind: str, carry: Carry) -> jax.Array:
 
 
 def cell_forward(kind: str, kernels: Gates, biases: Gates, carry: Carry, x_proj: Gates,
-                 keep: jax.Array | None = None) -> tuple[Carry, tuple]:
+                 keep: jax.Array | None = None, dtype: Any = jnp.float32) -> tuple[Carry, tuple]:
     """One step of a ``kind`` cell: (new carry, residuals for a backward pass).
 
     kernels: per gate [hidden, hidden]; biases: per gate [hidden]; x_proj: per gate
-    [batch, hidden]; keep: [batch] bool, False leaves the row's carry unchanged (PAD).
+    [batch, hidden]; keep: [batch] bool, False leaves the row's carry unchanged (PAD); dtype:
+    the recurrent products' compute dtype.
       rnn:  h' = tanh(x + W h + b)                                         (Elman 1990)
       gru:  r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r * h_n),
             h' = (1 - z) n + z h   (Cho et al. 2014, eqs. 5-8, reset gate after W_h as in cuDNN)
       lstm: i, f, o = s(.), g = tanh(.), c' = f c + i g, h' = o tanh(c')   (Hochreiter & Schmidhuber 1997)
     """
     h_prev = hidden_of(kind, carry)
-    hp = tuple(dot(h_prev, k, k.dtype) + b for k, b in zip(kernels, biases, strict=True))
+    hp = tuple(dot(h_prev, k, dtype) + b for k, b in zip(kernels, biases, strict=True))
     x = tuple(v.astype(jnp.float32) for v in x_proj)
     if kind == "gru":
         r = jax.nn.sigmoid(x[0] + hp[0])
@@ -119,7 +120,8 @@ class RecurrentCell(nn.Module):
 
     @nn.compact
     def weights(self) -> tuple[Gates, Gates]:
-        """(kernels, biases): per gate [hidden, hidden] in ``dtype`` and [hidden] in float32."""
+        """(kernels, biases): per gate [hidden, hidden] and [hidden], float32. The products cast
+        the kernels to ``dtype`` themselves, so their gradients accumulate in float32."""
         g, h = len(self.gates), self.hidden_size
         init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1,
                                                 batch_axis=(0,))
@@ -128,11 +130,11 @@ class RecurrentCell(nn.Module):
         biases = tuple(bias[i] for i in range(g))
         if self.kind == "lstm" and self.forget_bias:
             biases = (biases[0], biases[1] + self.forget_bias, *biases[2:])
-        return tuple(kernel[i].astype(self.dtype) for i in range(g)), biases
+        return tuple(kernel[i] for i in range(g)), biases
 
     def __call__(self, carry: Carry, x_proj: Gates) -> Carry:
         kernels, biases = self.weights()
-        return cell_forward(self.kind, kernels, biases, carry, x_proj)[0]
+        return cell_forward(self.kind, kernels, biases, carry, x_proj, dtype=self.dtype)[0]
 
     def initial_carry(self, batch: int) -> Carry:
         z = jnp.zeros((batch, self.hidden_size), jnp.float32)

@@ -54,7 +54,7 @@ class Decoder(nn.Module):
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
         gates, h = GATES[cfg.cell], cfg.hidden_size
-        self.embed = nn.Embed(cfg.tgt_vocab_size, cfg.embed_dim, dtype=dtype)
+        self.embed = nn.Embed(cfg.tgt_vocab_size, cfg.embed_dim)  # float32: see the encoder's
         # The first layer's input projection, split by input part, so the embedding
         # part can be computed for all time steps at once when teacher forcing.
         self.embed_input = GateProjection(gates, h, dtype=dtype)

@@ -48,7 +48,8 @@ def run_layer(cell: RecurrentCell, x_proj: Gates, mask: jax.Array, carry0: Carry
     Returns the final carry and the outputs [batch, time, hidden] (zero at PAD)."""
     kernels, biases = cell.weights()
     time_major = tuple(jnp.swapaxes(x, 0, 1) for x in x_proj)
-    carry, ys = recurrence(cell.kind, kernels, biases, time_major, jnp.swapaxes(mask, 0, 1), carry0)
+    carry, ys = recurrence(cell.kind, kernels, biases, time_major, jnp.swapaxes(mask, 0, 1), carry0,
+                           jnp.dtype(cell.dtype).name)
     return carry, jnp.swapaxes(ys, 0, 1) * mask[..., None]
 
 
@@ -65,7 +66,8 @@ class Encoder(nn.Module):
         if cfg.reverse_source:  # Sutskever et al. 2014: read the source backwards
             src = reverse_rows(src, lengths)
         drop = nn.Dropout(cfg.dropout, deterministic=not train)
-        x = drop(nn.Embed(cfg.src_vocab_size, cfg.embed_dim, dtype=dtype, name="embed")(src))
+        # Looked up in float32: a bfloat16 copy of the table would sum its gradient in bfloat16.
+        x = drop(nn.Embed(cfg.src_vocab_size, cfg.embed_dim, name="embed")(src))
         finals = []
         for layer in range(cfg.num_layers):
             outputs, carries = [], []
@@ -77,7 +79,7 @@ class Encoder(nn.Module):
                 carry, y = run_layer(cell, x_proj, mask, cell.initial_carry(src.shape[0]))
                 outputs.append(y if direction == "fwd" else reverse_rows(y, lengths))
                 carries.append(carry)
-            x = jnp.concatenate(outputs, axis=-1).astype(dtype)
+            x = jnp.concatenate(outputs, axis=-1)
             if layer < cfg.num_layers - 1:
                 x = drop(x)
             finals.append(jax.tree_util.tree_map(lambda *c: jnp.concatenate(c, axis=-1), *carries))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 
 from s2s_jax.models.cells import Carry, Gates, cell_forward, hidden_of
 from s2s_jax.models.matmul import dot, dot_tn
@@ -59,37 +60,40 @@ def _backward_step(kind: str, kernels_t: Gates, d_carry: Carry, dy: jax.Array, m
         dh = (d_carry + dy) * keep
         d_in = d_rec = (dh * (1.0 - h_new * h_new),)
         d_prev = (d_carry + dy) * (1.0 - keep)
-    d_h_prev = sum(dot(d, k, k.dtype) for d, k in zip(d_rec, kernels_t, strict=True))
+    d_h_prev = sum(dot(d, k, k.dtype) for d, k in zip(d_rec, kernels_t, strict=True))  # k in the compute dtype
     d_prev = (d_prev[0], d_prev[1] + d_h_prev) if kind == "lstm" else d_prev + d_h_prev
     return d_prev, d_in, d_rec
 
 
-def _scan_forward(kind, kernels, biases, x_proj, mask, carry0):
+def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32):
+    kernels = tuple(k.astype(dtype) for k in kernels)  # once, not at every step
+
     def body(carry, inputs):
         x, m = inputs
-        carry, res = cell_forward(kind, kernels, biases, carry, x, keep=m)
+        carry, res = cell_forward(kind, kernels, biases, carry, x, keep=m, dtype=dtype)
         return carry, (hidden_of(kind, carry), res)
 
     return jax.lax.scan(body, carry0, (x_proj, mask))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6))
 def recurrence(kind: str, kernels: Gates, biases: Gates, x_proj: Gates, mask: jax.Array,
-               carry0: Carry) -> tuple[Carry, jax.Array]:
-    """(final carry, outputs [time, batch, hidden]) of a ``kind`` cell run over time."""
-    carry, (ys, _) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0)
+               carry0: Carry, dtype: str = "float32") -> tuple[Carry, jax.Array]:
+    """(final carry, outputs [time, batch, hidden]) of a ``kind`` cell run over time, its
+    products computed in ``dtype``."""
+    carry, (ys, _) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype)
     return carry, ys
 
 
-def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0):
-    carry, (ys, res) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0)
+def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0, dtype):
+    carry, (ys, res) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype)
     return (carry, ys), (kernels, mask, res)
 
 
-def _recurrence_bwd(kind, saved, grads):
+def _recurrence_bwd(kind, dtype, saved, grads):
     kernels, mask, res = saved
     d_final, d_ys = grads
-    kernels_t = tuple(k.T for k in kernels)
+    kernels_t = tuple(k.astype(dtype).T for k in kernels)
 
     def body(d_carry, inputs):
         dy, m, r = inputs
@@ -99,8 +103,7 @@ def _recurrence_bwd(kind, saved, grads):
     d_carry0, (d_x, d_rec) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)
     h_prev = res[0]
     flat_h = h_prev.reshape(-1, h_prev.shape[-1])
-    d_kernels = tuple(dot_tn(flat_h, d.reshape(-1, d.shape[-1]), k.dtype).astype(k.dtype)
-                      for d, k in zip(d_rec, kernels, strict=True))
+    d_kernels = tuple(dot_tn(flat_h, d.reshape(-1, d.shape[-1]), dtype) for d in d_rec)
     d_biases = tuple(d.sum(axis=(0, 1)) for d in d_rec)
     return d_kernels, d_biases, d_x, None, d_carry0
 

@@ -3,6 +3,7 @@ rescoring of decoded tokens, and the output format every strategy must keep."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -28,6 +29,11 @@ def random_model(cfg: ModelConfig, scale: float = 0.5, seed: int = 0, eos_bias: 
     params = jax.tree_util.tree_map(lambda s: rng.uniform(-scale, scale, s.shape).astype(np.float32), shapes)
     params["decoder"]["generator"]["output"]["bias"][EOS_ID] += eos_bias
     return model, params
+
+
+def in_bfloat16(model: Seq2Seq) -> Seq2Seq:
+    """The same architecture with bfloat16 matmuls (it reads the same float32 parameters)."""
+    return Seq2Seq(dataclasses.replace(model.cfg, dtype="bfloat16"))
 
 
 @functools.cache

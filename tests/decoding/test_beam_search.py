@@ -13,7 +13,15 @@ from s2s_jax.decoding import beam_search, decode, greedy_decode
 from s2s_jax.decoding.beam_search import best_future_score
 from s2s_jax.vocab import EOS_ID, PAD_ID
 from tests.conftest import random_batch, tiny_model
-from tests.decoding.helpers import SRC, assert_eos_then_pad, lengths, random_model, standard_model, teacher_forced
+from tests.decoding.helpers import (
+    SRC,
+    assert_eos_then_pad,
+    in_bfloat16,
+    lengths,
+    random_model,
+    standard_model,
+    teacher_forced,
+)
 
 # With the exhaustive test's plain LSTM, every cell, attention score and attention style appears.
 VARIANTS = {
@@ -38,8 +46,10 @@ def test_best_future_score_is_the_maximum_over_lengths():
         np.testing.assert_allclose(bound, expected, rtol=1e-6)
 
 
-def test_beam_of_one_is_greedy():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_beam_of_one_is_greedy(dtype):
     model, params = standard_model()
+    model = in_bfloat16(model) if dtype == "bfloat16" else model
     greedy = np.asarray(greedy_decode(model, params, SRC, 8))
     tokens, _ = beam_search(model, params, SRC, beam_size=1, max_len=8, length_penalty=0.0)
     np.testing.assert_array_equal(np.asarray(tokens)[:, 0], greedy)
@@ -100,6 +110,16 @@ def test_scores_are_teacher_forced_log_probs(name):
     assert np.all(np.diff(scores, axis=1) <= 0), "n-best not sorted"
     for row in tokens:
         assert len({tuple(h[:n]) for h, n in zip(row, lengths(row), strict=True)}) == BEAM["n_best"]
+
+
+def test_bfloat16_scores_are_its_teacher_forced_log_probs():
+    """In bfloat16 the decoding step and the teacher-forced pass still compute the same model."""
+    model, params = random_model(tiny_model(**VARIANTS["lstm-additive-luong-feed"]), scale=0.6, eos_bias=1.0)
+    model = in_bfloat16(model)
+    tokens, scores, _ = (np.asarray(x) for x in beam_search(model, params, SRC, length_penalty=0.0, **BEAM))
+    log_prob, _ = teacher_forced(model, params, SRC, tokens)
+    np.testing.assert_allclose(scores, log_prob, atol=2e-3, rtol=1e-3)
+    assert_eos_then_pad(tokens)
 
 
 def test_length_and_coverage_penalties_follow_gnmt():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 import pytest
 
+from benchmarks.hlo_dots import inventory
 from s2s_jax.decoding import greedy_decode
 from s2s_jax.models.seq2seq import init_decoder
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
-from tests.decoding.helpers import SRC, assert_eos_then_pad, lengths, standard_model
+from tests.decoding.helpers import SRC, assert_eos_then_pad, in_bfloat16, lengths, standard_model
 
 MAX_LEN = 8
 
@@ -52,3 +55,22 @@ def test_decoding_is_compiled_without_ynnpack_fusions_on_cpu():
     if "__ynn_fusion" not in compiled(plain):
         pytest.skip("this XLA build fuses nothing into YNNPACK")
     assert "__ynn_fusion" not in compiled(greedy_decode)
+
+
+def test_bfloat16_decoding_hands_only_its_dots_to_ynnpack():
+    """bfloat16 products run on the matrix units only through YNNPACK, so a bfloat16 model's
+    decoding keeps YNNPACK for its dots, each a bfloat16 x bfloat16 -> float32 call of its own,
+    and nothing else (no reductions)."""
+    model, params = standard_model()
+    hlo = greedy_decode.lower(in_bfloat16(model), params, SRC, MAX_LEN).compile().as_text()
+    if "__ynn_fusion" not in hlo:
+        pytest.skip("this XLA build hands no dot to YNNPACK")
+    dots = inventory(hlo, trip_count=MAX_LEN)
+    assert {(d["where"], d["operands"], d["result"]) for d in dots if d["operands"] == "bf16xbf16"} == {
+        ("ynnpack", "bf16xbf16", "f32")}
+    bodies = re.findall(r"^%(\S+) .*\{$", hlo, re.M)
+    ynn = set(re.findall(r"calls=%([\w.\-]+), [^\n]*__ynn_fusion", hlo))
+    assert ynn and ynn <= set(bodies)
+    for body in ynn:
+        text = hlo.split(f"%{body} ", 1)[1].split("\n}", 1)[0]
+        assert " dot(" in text and " reduce(" not in text

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 from s2s_jax.config import DecodeConfig
 from s2s_jax.decoding import decode, greedy_decode, sample_decode
 from s2s_jax.models.seq2seq import init_decoder
 from s2s_jax.vocab import BOS_ID
-from tests.decoding.helpers import SRC, assert_eos_then_pad, standard_model
+from tests.decoding.helpers import SRC, assert_eos_then_pad, in_bfloat16, standard_model
 
 MAX_LEN = 8
 
@@ -27,8 +28,10 @@ def test_same_key_same_output_and_keys_differ():
     np.testing.assert_array_equal(np.asarray(decode(model, params, SRC, cfg, jax.random.key(1))), a)
 
 
-def test_top_k_one_and_tiny_top_p_are_greedy():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_top_k_one_and_tiny_top_p_are_greedy(dtype):
     model, params = standard_model()
+    model = in_bfloat16(model) if dtype == "bfloat16" else model
     greedy = np.asarray(greedy_decode(model, params, SRC, MAX_LEN))
     for key in (jax.random.key(0), jax.random.key(1)):
         top_k = sample_decode(model, params, SRC, key, temperature=2.0, top_k=1, max_len=MAX_LEN)
