@@ -39,6 +39,10 @@ def main() -> None:
     p.add_argument("--torch-reference", type=Path, default=TORCH_REFERENCE)
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-decode", action="store_true")
+    p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"], default=["bfloat16", "float32"],
+                   help="the JAX side's precisions; ratios are of the first")
+    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"],
+                   help="the PyTorch reference's precisions (bfloat16: torch.autocast)")
     p.add_argument("--ablate-recurrence", action="store_true",
                    help="also time JAX with autodiff through the recurrent scans (benchmarks.train "
                         "--autodiff-recurrence) and report the hand-written backward pass's speedup")
@@ -47,36 +51,52 @@ def main() -> None:
         sys.exit(f"compare.py: error: the PyTorch reference {a.torch_reference} does not exist; "
                  "pass --torch-reference.")
 
-    result: dict = {"rounds": a.rounds, "steps": a.steps, "training": {}}
+    result: dict = {"rounds": a.rounds, "steps": a.steps, "jax_dtypes": a.dtypes, "training": {}}
     for model in a.models:
         shape = ["--model", model, "--steps", str(a.steps)]
-        jax_runs, torch_runs, autodiff_runs = [], [], []
+        jax_runs: dict[str, list[dict]] = {d: [] for d in a.dtypes}
+        torch_runs: dict[str, list[dict]] = {d: [] for d in a.torch_dtypes}
+        autodiff_runs = []
         for _ in range(a.rounds):
-            jax_runs.append(last_json([sys.executable, "-m", "benchmarks.train", *shape]))
+            for d in a.dtypes:
+                jax_runs[d].append(last_json([sys.executable, "-m", "benchmarks.train", *shape, "--dtype", d]))
             if a.ablate_recurrence:
                 autodiff_runs.append(last_json([sys.executable, "-m", "benchmarks.train", *shape,
-                                                "--autodiff-recurrence"]))
-            torch_runs.append(last_json([sys.executable, str(a.torch_reference), *shape,
-                                         "--threads", str(a.torch_threads)]))
-        ratios = [j["train_tgt_tokens_per_s"] / t["train_tgt_tokens_per_s"]
-                  for j, t in zip(jax_runs, torch_runs, strict=True)]
-        result["training"][model] = {
-            "ratio_tokens_per_s": spread(ratios),
-            "jax_tokens_per_s": spread([j["train_tgt_tokens_per_s"] for j in jax_runs], 1),
-            "torch_tokens_per_s": spread([t["train_tgt_tokens_per_s"] for t in torch_runs], 1),
-            "jax_first_step_compile_s": spread([j["first_step_compile_s"] for j in jax_runs]),
-            "jax_peak_host_memory_mb": max(j["peak_host_memory_mb"] for j in jax_runs),
-            "jax_utilisation": spread([j["utilisation"] for j in jax_runs], 3),
-            "jax": jax_runs[-1]["impl"], "torch": torch_runs[-1]["impl"], "params": jax_runs[-1]["params"],
-            "torch_params": torch_runs[-1]["params"],
+                                                "--dtype", a.dtypes[0], "--autodiff-recurrence"]))
+            for d in a.torch_dtypes:
+                torch_runs[d].append(last_json([sys.executable, str(a.torch_reference), *shape,
+                                                "--threads", str(a.torch_threads), "--dtype", d]))
+        best = jax_runs[a.dtypes[0]]
+        entry: dict = {
+            "jax_tokens_per_s": {d: spread([j["train_tgt_tokens_per_s"] for j in runs], 1)
+                                 for d, runs in jax_runs.items()},
+            "torch_tokens_per_s": {d: spread([t["train_tgt_tokens_per_s"] for t in runs], 1)
+                                   for d, runs in torch_runs.items()},
+            "jax_first_step_compile_s": spread([j["first_step_compile_s"] for j in best]),
+            "jax_peak_host_memory_mb": max(j["peak_host_memory_mb"] for j in best),
+            "jax_achieved_gflop_s": spread([j["achieved_gflop_s"] for j in best], 1),
+            "machine_matmul_gflop_s": {k: spread([j[f"matmul_gflop_s_{k}"] for j in best], 1)
+                                       for k in ("float32", "bfloat16")},
+            "jax_utilisation_of_bfloat16_rate": spread([j["utilisation_bfloat16"] for j in best], 3),
+            "jax": best[-1]["impl"], "params": best[-1]["params"],
         }
+        for d, runs in torch_runs.items():
+            entry[f"ratio_jax_{a.dtypes[0]}_over_torch_{d}"] = spread(
+                [j["train_tgt_tokens_per_s"] / t["train_tgt_tokens_per_s"] for j, t in zip(best, runs, strict=True)])
+            entry["torch"] = runs[-1]["impl"]
+        if len(a.dtypes) > 1:
+            entry[f"ratio_jax_{a.dtypes[0]}_over_jax_{a.dtypes[1]}"] = spread(
+                [j["train_tgt_tokens_per_s"] / k["train_tgt_tokens_per_s"]
+                 for j, k in zip(best, jax_runs[a.dtypes[1]], strict=True)])
         if autodiff_runs:
-            result["training"][model]["speedup_over_autodiff_recurrence"] = spread(
+            entry["speedup_over_autodiff_recurrence"] = spread(
                 [j["train_tgt_tokens_per_s"] / d["train_tgt_tokens_per_s"]
-                 for j, d in zip(jax_runs, autodiff_runs, strict=True)])
-        print(json.dumps({model: result["training"][model]}), file=sys.stderr)
+                 for j, d in zip(best, autodiff_runs, strict=True)])
+        result["training"][model] = entry
+        print(json.dumps({model: entry}), file=sys.stderr)
     if not a.no_decode:
         result["decoding"] = last_json([sys.executable, "-m", "benchmarks.decode", "--rounds", str(a.rounds),
+                                        "--dtype", a.dtypes[0], "--torch-dtypes", *a.torch_dtypes,
                                         "--torch-reference", str(a.torch_reference),
                                         "--torch-threads", str(a.torch_threads)])
     print(json.dumps(result, indent=1))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import time
 
@@ -23,10 +25,11 @@ from s2s_jax.models.recurrence import recurrence
 from s2s_jax.training.step import create_train_state, train_step
 
 
-def matmul_rate(n: int = 2048, rounds: int = 5) -> float:
-    """FLOP/s of a large float32 matmul on this machine (the utilisation denominator)."""
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
+def matmul_rate(dtype: str = "float32", n: int = 2048, rounds: int = 5) -> float:
+    """FLOP/s of a large matmul on this machine with ``dtype`` inputs and float32 results:
+    bfloat16 is the matrix units' rate, the utilisation denominator."""
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     times = []
     for _ in range(rounds):
@@ -34,6 +37,26 @@ def matmul_rate(n: int = 2048, rounds: int = 5) -> float:
         f(a).block_until_ready()
         times.append(time.perf_counter() - t)
     return 2.0 * n ** 3 / float(np.median(times))
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's /proc/cpuinfo fields (empty where there is none)."""
+    info: dict[str, str] = {}
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def cpu_name() -> str:
+    return _cpuinfo().get("model name", platform.processor())
+
+
+def bf16_flags() -> list[str]:
+    """The CPU's bfloat16 features (``lscpu`` flags amx_bf16, avx512_bf16), empty if none."""
+    return sorted(f for f in _cpuinfo().get("flags", "").split() if f in ("amx_bf16", "avx512_bf16"))
 
 
 def main() -> None:
@@ -71,7 +94,7 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
     flops = train_flops(a.model, a.batch, a.src_len, a.tgt_len, a.vocab)
-    rate = matmul_rate()
+    rates = {d: matmul_rate(d) for d in ("float32", "bfloat16")}
     print(json.dumps({
         "impl": f"jax-{jax.__version__}", "model": a.model, "autodiff_recurrence": a.autodiff_recurrence,
         "params": int(params), "dtype": a.dtype,
@@ -82,7 +105,9 @@ def main() -> None:
         "first_step_s": round(first_step_s, 2), "first_step_compile_s": round(first_step_s - step_s, 2),
         "peak_host_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "model_gflop_per_step": round(flops / 1e9, 1), "achieved_gflop_s": round(flops / step_s / 1e9, 1),
-        "matmul_gflop_s": round(rate / 1e9, 1), "utilisation": round(flops / step_s / rate, 3),
+        **{f"matmul_gflop_s_{d}": round(r / 1e9, 1) for d, r in rates.items()},
+        "utilisation_bfloat16": round(flops / step_s / rates["bfloat16"], 3),
+        "cpu": cpu_name(), "cpu_bf16_flags": bf16_flags(),
     }))
 
 

@@ -63,7 +63,7 @@ class ModelConfig:
     dropout: float = 0.0
     tie_embeddings: bool = False
     maxout_units: int = 0  # >0: the generator's deep maxout layer (Bahdanau et al. 2015 use 500)
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "auto"] = "float32"  # matmuls; "auto": s2s_jax/precision.py
     init_scale: float = 0.0  # >0: every parameter ~ uniform(-s, s) (Sutskever et al. 2014)
     forget_bias: float = 0.0  # added to the LSTM forget gate's bias (Jozefowicz et al. 2015 use 1)
     remat: bool = False  # recompute decoder steps in the backward pass to save memory

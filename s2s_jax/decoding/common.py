@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from s2s_jax.precision import compute_dtype
 from s2s_jax.vocab import EOS_ID, PAD_ID
 
 NEG_INF = -1e9
@@ -40,7 +41,7 @@ def decode_jit(static_argnames: Sequence[str]) -> Callable[[Callable], Callable]
 
         def for_model(args, kwargs) -> Callable:
             model = kwargs["model"] if "model" in kwargs else args[0]
-            return jitted(model.cfg.dtype)
+            return jitted(compute_dtype(model.cfg.dtype).name)
 
         @functools.wraps(fn)
         def call(*args, **kwargs):

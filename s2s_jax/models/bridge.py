@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from s2s_jax.config import ModelConfig
 from s2s_jax.models.cells import Carry
 from s2s_jax.models.matmul import Dense
+from s2s_jax.precision import compute_dtype
 
 
 class Bridge(nn.Module):
@@ -31,7 +32,7 @@ class Bridge(nn.Module):
         out = []
         for layer, carry in enumerate(final):
             parts, treedef = jax.tree_util.tree_flatten(carry)
-            mapped = [jnp.tanh(Dense(cfg.hidden_size, dtype=jnp.dtype(cfg.dtype), name=f"layer{layer}_{i}")(p))
+            mapped = [jnp.tanh(Dense(cfg.hidden_size, dtype=compute_dtype(cfg.dtype), name=f"layer{layer}_{i}")(p))
                       for i, p in enumerate(parts)]
             out.append(jax.tree_util.tree_unflatten(treedef, mapped))
         return tuple(out)

@@ -34,6 +34,7 @@ from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentC
 from s2s_jax.models.encoder import EncoderOutput, run_layer
 from s2s_jax.models.generator import Generator
 from s2s_jax.models.matmul import Dense
+from s2s_jax.precision import compute_dtype
 
 
 @struct.dataclass
@@ -52,7 +53,7 @@ class Decoder(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        dtype = jnp.dtype(cfg.dtype)
+        dtype = compute_dtype(cfg.dtype)
         gates, h = GATES[cfg.cell], cfg.hidden_size
         self.embed = nn.Embed(cfg.tgt_vocab_size, cfg.embed_dim)  # float32: see the encoder's
         # The first layer's input projection, split by input part, so the embedding
@@ -168,6 +169,12 @@ class Decoder(nn.Module):
     def generate(self, out: jax.Array) -> jax.Array:
         """Generator input [..., out_dim] -> log-probabilities [..., vocab]."""
         return self.generator(out)
+
+    def token_losses(self, out: jax.Array, labels: jax.Array,
+                     label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Generator input [..., out_dim] and labels [...] -> per-token (loss, nll, correct) [...]
+        (:func:`s2s_jax.models.generator.softmax_cross_entropy`)."""
+        return self.generator(out, labels, label_smoothing)
 
     def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
                     train: bool = False) -> tuple[jax.Array, DecoderState]:

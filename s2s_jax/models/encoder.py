@@ -16,6 +16,7 @@ from flax import struct
 from s2s_jax.config import ModelConfig
 from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentCell
 from s2s_jax.models.recurrence import recurrence
+from s2s_jax.precision import compute_dtype
 from s2s_jax.vocab import PAD_ID
 
 
@@ -60,7 +61,7 @@ class Encoder(nn.Module):
     def __call__(self, src: jax.Array, *, train: bool = False) -> tuple[jax.Array, jax.Array, tuple[Carry, ...]]:
         """src: [batch, src_len] int -> (memory [batch, src_len, enc_dim], mask, final carries)."""
         cfg = self.cfg
-        dtype = jnp.dtype(cfg.dtype)
+        dtype = compute_dtype(cfg.dtype)
         mask = src != PAD_ID
         lengths = mask.sum(axis=1)
         if cfg.reverse_source:  # Sutskever et al. 2014: read the source backwards

@@ -6,17 +6,83 @@ units, t_j = max(t~_{2j-1}, t~_{2j}), and the vocabulary layer reads the l
 units of t. With ``tie_embeddings`` the output matrix is the target embedding
 matrix (Press & Wolf 2017); an input wider than the embedding is first
 projected down to it.
+
+For training, :meth:`Generator.token_losses` goes from the generator input straight to each
+token's cross-entropy (:func:`softmax_cross_entropy`) without materialising the
+``[..., vocab]`` log-probabilities, and its backward pass is the one fused expression
+``softmax - target``: several passes over the batch's logits fewer than autodiff of
+log-softmax and a gather (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.models.matmul import Dense, dot
+from s2s_jax.models.matmul import Dense, dot, dot_tn
+
+
+def _smoothed_target_terms(logits, lse, labels, label_smoothing):
+    label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+    nll = lse - label_logit
+    loss = (1.0 - label_smoothing) * nll + label_smoothing * (lse - jnp.mean(logits, axis=-1))
+    return loss, nll, label_logit
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def softmax_cross_entropy(x: jax.Array, w: jax.Array, b: jax.Array, labels: jax.Array, label_smoothing: float,
+                          dtype: Any, transpose_w: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-token cross-entropy of the logits ``x @ w + b`` (x [N, dim], w [dim, vocab], or
+    [vocab, dim] with ``transpose_w``; b [vocab], labels [N]) -> (loss, nll, correct), each [N] float32.
+
+    nll = logsumexp(logits) - logits[label]; loss = (1 - eps) nll + eps (logsumexp - mean(logits)),
+    the cross-entropy against (1 - eps) on the label and eps spread uniformly (Szegedy et al. 2016);
+    correct = 1.0 where no logit exceeds the label's (zero gradient). The product runs in ``dtype``.
+    """
+    return _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype, transpose_w)[0]
+
+
+def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype, transpose_w):
+    logits = dot(x, w, dtype, transpose_w) + b
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    loss, nll, label_logit = _smoothed_target_terms(logits, lse, labels, label_smoothing)
+    correct = (label_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
+    return (loss, nll, correct), (x, w, labels, logits, lse)
+
+
+def _softmax_cross_entropy_bwd(label_smoothing, dtype, transpose_w, saved, grads):
+    x, w, labels, logits, lse = saved
+    g_loss, g_nll, _ = grads
+    vocab = logits.shape[-1]
+    # d loss / d logits = softmax - ((1 - eps) onehot + eps / vocab); d nll / d logits = softmax - onehot
+    on_label = jnp.arange(vocab) == labels[:, None]
+    d = ((g_loss + g_nll)[:, None] * jnp.exp(logits - lse[:, None])
+         - jnp.where(on_label, ((1.0 - label_smoothing) * g_loss + g_nll)[:, None], 0.0)
+         - (label_smoothing / vocab) * g_loss[:, None])
+    low = d.astype(dtype)
+    dx = dot(low, w, dtype, transpose_w=not transpose_w).astype(x.dtype)
+    dw = (dot_tn(low, x, dtype) if transpose_w else dot_tn(x, low, dtype)).astype(w.dtype)
+    return dx, dw, jnp.sum(d, axis=0), None
+
+
+softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
+
+
+class VocabularyLayer(nn.Module):
+    """The last layer, ``kernel`` [dim, vocab] and ``bias`` [vocab] (named as flax.linen.Dense's)."""
+
+    vocab_size: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(kernel, bias) for inputs x [..., dim]."""
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.vocab_size))
+        return kernel, self.param("bias", nn.initializers.zeros, (self.vocab_size,))
 
 
 class Generator(nn.Module):
@@ -26,16 +92,23 @@ class Generator(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x: [..., dim] -> log-probabilities [..., vocab] in float32."""
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None,
+                 label_smoothing: float = 0.0) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
+        """x: [..., dim] -> log-probabilities [..., vocab] in float32; with ``labels`` [...],
+        :func:`softmax_cross_entropy`'s (loss, nll, correct) [...] instead."""
         if self.maxout_units:
             pairs = Dense(2 * self.maxout_units, dtype=self.dtype, name="maxout")(x)
             x = jnp.max(pairs.reshape(*pairs.shape[:-1], self.maxout_units, 2), axis=-1)
-        if self.embedding is None:
-            logits = Dense(self.vocab_size, dtype=self.dtype, name="output")(x)
+        tied = self.embedding is not None
+        if not tied:
+            kernel, bias = VocabularyLayer(self.vocab_size, self.dtype, name="output")(x)
         else:
             if x.shape[-1] != self.embedding.features:
                 x = Dense(self.embedding.features, use_bias=False, dtype=self.dtype, name="tied_projection")(x)
+            kernel = self.embedding.embedding  # [vocab, embed]: logits = x @ kernel^T
             bias = self.param("bias", nn.initializers.zeros, (self.vocab_size,))
-            logits = dot(x, self.embedding.embedding.T, self.dtype) + bias
-        return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        if labels is None:
+            return jax.nn.log_softmax(dot(x, kernel, self.dtype, transpose_w=tied) + bias, axis=-1)
+        terms = softmax_cross_entropy(x.reshape(-1, x.shape[-1]), kernel, bias, labels.reshape(-1),
+                                      label_smoothing, jnp.dtype(self.dtype), tied)
+        return tuple(t.reshape(labels.shape) for t in terms)

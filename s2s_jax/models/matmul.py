@@ -50,36 +50,40 @@ def _mixed(a: jax.Array, b: jax.Array, contract_b: int) -> jax.Array:
     return lax.dot_general(a, b, (((1,), (contract_b,)), ((), ())), preferred_element_type=F32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _low_precision_dot(x: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
-    return _mixed(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype), 0).reshape(*x.shape[:-1], w.shape[1])
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _low_precision_dot(x: jax.Array, w: jax.Array, dtype: Any, transpose_w: bool) -> jax.Array:
+    y = _mixed(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype), 1 if transpose_w else 0)
+    return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
-def _low_precision_dot_fwd(x, w, dtype):
-    return _low_precision_dot(x, w, dtype), (x, w)
+def _low_precision_dot_fwd(x, w, dtype, transpose_w):
+    return _low_precision_dot(x, w, dtype, transpose_w), (x, w)
 
 
-def _low_precision_dot_bwd(dtype, saved, g):
+def _low_precision_dot_bwd(dtype, transpose_w, saved, g):
     x, w = saved
+    x2 = x.reshape(-1, x.shape[-1])
     g2 = g.reshape(-1, g.shape[-1]).astype(dtype)
-    dx = _mixed(g2, w.astype(dtype), 1).reshape(x.shape)  # dy @ w^T: w's minor dim contracted
-    dw = dot_tn(x.reshape(-1, x.shape[-1]), g2, dtype)
+    dx = _mixed(g2, w.astype(dtype), 0 if transpose_w else 1).reshape(x.shape)  # dy @ w^T
+    dw = dot_tn(g2, x2, dtype) if transpose_w else dot_tn(x2, g2, dtype)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 _low_precision_dot.defvjp(_low_precision_dot_fwd, _low_precision_dot_bwd)
 
 
-def dot(x: jax.Array, w: jax.Array, dtype: Any = F32) -> jax.Array:
-    """x [..., k] @ w [k, n] -> [..., n] in float32, computed in ``dtype``.
+def dot(x: jax.Array, w: jax.Array, dtype: Any = F32, transpose_w: bool = False) -> jax.Array:
+    """x [..., k] @ w [k, n] (``transpose_w``: w [n, k], x @ w^T) -> [..., n] in float32,
+    computed in ``dtype``.
 
     With a float32 ``dtype`` this is ``jnp.dot`` in float32; with bfloat16 the inputs are
     rounded to bfloat16 and every product of the forward and backward pass accumulates
-    in float32 on the matrix units.
+    in float32 on the matrix units. Pass a transposed matrix with ``transpose_w``, not as
+    ``w.T``: a transposed operand's layout is column-major, which YNNPACK refuses.
     """
     if jnp.dtype(dtype) == F32:
-        return jnp.dot(x.astype(F32), w.astype(F32))
-    return _low_precision_dot(x, w, jnp.dtype(dtype))
+        return jnp.dot(x.astype(F32), (w.T if transpose_w else w).astype(F32))
+    return _low_precision_dot(x, w, jnp.dtype(dtype), transpose_w)
 
 
 def dot_tn(a: jax.Array, b: jax.Array, dtype: Any = F32) -> jax.Array:

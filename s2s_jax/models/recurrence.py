@@ -30,7 +30,7 @@ from s2s_jax.models.cells import Carry, Gates, cell_forward, hidden_of
 from s2s_jax.models.matmul import dot, dot_tn
 
 
-def _backward_step(kind: str, kernels_t: Gates, d_carry: Carry, dy: jax.Array, m: jax.Array, res):
+def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Array, m: jax.Array, res):
     """Gradient of one step: (d previous carry, gate gradients of the input projection,
     gate gradients of the recurrent projection), all [batch, hidden]."""
     keep = m[:, None].astype(dy.dtype)
@@ -60,7 +60,7 @@ def _backward_step(kind: str, kernels_t: Gates, d_carry: Carry, dy: jax.Array, m
         dh = (d_carry + dy) * keep
         d_in = d_rec = (dh * (1.0 - h_new * h_new),)
         d_prev = (d_carry + dy) * (1.0 - keep)
-    d_h_prev = sum(dot(d, k, k.dtype) for d, k in zip(d_rec, kernels_t, strict=True))  # k in the compute dtype
+    d_h_prev = sum(dot(d, k, dtype, transpose_w=True) for d, k in zip(d_rec, kernels, strict=True))
     d_prev = (d_prev[0], d_prev[1] + d_h_prev) if kind == "lstm" else d_prev + d_h_prev
     return d_prev, d_in, d_rec
 
@@ -93,11 +93,11 @@ def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0, dtype):
 def _recurrence_bwd(kind, dtype, saved, grads):
     kernels, mask, res = saved
     d_final, d_ys = grads
-    kernels_t = tuple(k.astype(dtype).T for k in kernels)
+    kernels_c = tuple(k.astype(dtype) for k in kernels)
 
     def body(d_carry, inputs):
         dy, m, r = inputs
-        d_carry, d_in, d_rec = _backward_step(kind, kernels_t, d_carry, dy, m, r)
+        d_carry, d_in, d_rec = _backward_step(kind, kernels_c, dtype, d_carry, dy, m, r)
         return d_carry, (d_in, d_rec)
 
     d_carry0, (d_x, d_rec) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)

@@ -19,6 +19,9 @@ from s2s_jax.models.decoder import Decoder, DecoderState
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
 from s2s_jax.training.scheduled_sampling import choose_inputs
 
+_SCAN = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
+             in_axes=(nn.broadcast, 1), out_axes=1)
+
 
 def _is_teacher_forcing(prob: float | jax.Array) -> bool:
     return isinstance(prob, (int, float)) and prob >= 1.0
@@ -46,6 +49,32 @@ class Seq2Seq(nn.Module):
         """tokens [batch] -> (log-probabilities [batch, vocab], new state)."""
         return self.decoder.step_tokens(enc, state, tokens, train)
 
+    def teacher_forced(self, src: jax.Array, tgt_in: jax.Array, train: bool = False) -> jax.Array:
+        """The generator inputs [batch, tgt_len, out_dim] of every step, fed the gold tokens;
+        attention weights [batch, tgt_len, src_len] are sown as ``intermediates/attention``."""
+        enc = self.encode(src, train)
+        state = self.initial_state(enc)
+        emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
+        if self.decoder.layerwise:
+            outs = self.decoder.forward_layers(enc, state, emb, emb_proj, train)
+            attention = jnp.zeros((*tgt_in.shape, 0), jnp.float32)
+        else:
+            def body(dec: Decoder, carry: DecoderState, enc: EncoderOutput, xs: tuple[jax.Array, jax.Array]):
+                out, carry = dec.step(enc, carry, *xs, train=train)
+                return carry, (out, carry.attention)
+
+            body = nn.remat(body) if self.cfg.remat else body
+            _, (outs, attention) = nn.scan(body, **_SCAN)(self.decoder, state, enc, (emb, emb_proj))
+        self.sow("intermediates", "attention", attention)
+        return outs
+
+    def token_losses(self, src: jax.Array, tgt_in: jax.Array, labels: jax.Array, train: bool = False,
+                     label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Teacher-forced per-token (loss, nll, correct) [batch, tgt_len] for ``labels``
+        [batch, tgt_len], straight from the logits: the log-probabilities :meth:`__call__`
+        gives, without materialising them (:meth:`Decoder.token_losses`)."""
+        return self.decoder.token_losses(self.teacher_forced(src, tgt_in, train), labels, label_smoothing)
+
     def __call__(self, src: jax.Array, tgt_in: jax.Array, train: bool = False,
                  teacher_forcing_prob: float | jax.Array = 1.0, sampling_mode: str = "argmax") -> jax.Array:
         """src [batch, src_len], tgt_in [batch, tgt_len] -> log-probabilities [batch, tgt_len, vocab].
@@ -55,42 +84,26 @@ class Seq2Seq(nn.Module):
         previous prediction, using the ``sampling`` rng stream. Attention weights
         [batch, tgt_len, src_len] are sown as ``intermediates/attention``.
         """
+        if _is_teacher_forcing(teacher_forcing_prob):
+            # The embedding projection and the generator run on all steps at once.
+            return self.decoder.generate(self.teacher_forced(src, tgt_in, train))
         enc = self.encode(src, train)
         state = self.initial_state(enc)
-        scan_kwargs = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
-                           in_axes=(nn.broadcast, 1), out_axes=1)
-        if _is_teacher_forcing(teacher_forcing_prob) and self.decoder.layerwise:
-            emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
-            outs = self.decoder.forward_layers(enc, state, emb, emb_proj, train)
-            log_probs = self.decoder.generate(outs)
-            attention = jnp.zeros((*tgt_in.shape, 0), jnp.float32)
-        elif _is_teacher_forcing(teacher_forcing_prob):
-            # The embedding projection and the generator run on all steps at once.
-            emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
+        prob = jnp.asarray(teacher_forcing_prob, jnp.float32)
+        steps = jnp.broadcast_to(jnp.arange(tgt_in.shape[1]), tgt_in.shape)
+        prev = jnp.zeros((tgt_in.shape[0], self.cfg.tgt_vocab_size), jnp.float32)
 
-            def body(dec: Decoder, carry: DecoderState, enc: EncoderOutput, xs: tuple[jax.Array, jax.Array]):
-                out, carry = dec.step(enc, carry, *xs, train=train)
-                return carry, (out, carry.attention)
+        def body(dec: Decoder, carry: tuple[DecoderState, jax.Array], enc: EncoderOutput,
+                 xs: tuple[jax.Array, jax.Array]):
+            state, prev = carry
+            gold, t = xs
+            chosen = choose_inputs(dec.make_rng("sampling"), gold, prev, prob, sampling_mode)
+            tokens = jnp.where(t == 0, gold, chosen)  # the first input is always BOS
+            log_probs, state = dec.step_tokens(enc, state, tokens, train)
+            return (state, log_probs), (log_probs, state.attention)
 
-            body = nn.remat(body) if self.cfg.remat else body
-            _, (outs, attention) = nn.scan(body, **scan_kwargs)(self.decoder, state, enc, (emb, emb_proj))
-            log_probs = self.decoder.generate(outs)
-        else:
-            prob = jnp.asarray(teacher_forcing_prob, jnp.float32)
-            steps = jnp.broadcast_to(jnp.arange(tgt_in.shape[1]), tgt_in.shape)
-            prev = jnp.zeros((tgt_in.shape[0], self.cfg.tgt_vocab_size), jnp.float32)
-
-            def body(dec: Decoder, carry: tuple[DecoderState, jax.Array], enc: EncoderOutput,
-                     xs: tuple[jax.Array, jax.Array]):
-                state, prev = carry
-                gold, t = xs
-                chosen = choose_inputs(dec.make_rng("sampling"), gold, prev, prob, sampling_mode)
-                tokens = jnp.where(t == 0, gold, chosen)  # the first input is always BOS
-                log_probs, state = dec.step_tokens(enc, state, tokens, train)
-                return (state, log_probs), (log_probs, state.attention)
-
-            body = nn.remat(body) if self.cfg.remat else body
-            _, (log_probs, attention) = nn.scan(body, **scan_kwargs)(self.decoder, (state, prev), enc, (tgt_in, steps))
+        body = nn.remat(body) if self.cfg.remat else body
+        _, (log_probs, attention) = nn.scan(body, **_SCAN)(self.decoder, (state, prev), enc, (tgt_in, steps))
         self.sow("intermediates", "attention", attention)
         return log_probs
 

@@ -31,6 +31,7 @@ from s2s_jax.evaluation import evaluate
 from s2s_jax.fileio import atomic_write_text
 from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
 from s2s_jax.plots import attention_examples
+from s2s_jax.precision import resolve_dtype
 from s2s_jax.summary import MetricsWriter, progress, read_metrics
 from s2s_jax.training.schedules import plateau_update
 from s2s_jax.training.step import TrainState, create_train_state
@@ -95,6 +96,7 @@ def train(cfg: Config, workdir: str) -> TrainState:
 def run(cfg: Config, workdir: str) -> RunResult:
     """:func:`train`, also returning the data and why the run stopped."""
     initialize_distributed()  # before anything touches a device; a no-op unless S2S_DISTRIBUTED=1
+    cfg = resolve_dtype(cfg)  # the run records the dtype it trains in, not "auto"
     os.makedirs(workdir, exist_ok=True)
     check_workdir_config(workdir, cfg)
     data = main_process_first(lambda: prepare_data(cfg, workdir))

@@ -23,6 +23,16 @@ def token_stats(log_probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]
     }
 
 
+def loss_from_token_terms(loss: jax.Array, nll: jax.Array, correct: jax.Array,
+                          labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """:func:`sequence_loss` from per-token terms [batch, time] (``Seq2Seq.token_losses``),
+    which hold the same values without the [batch, time, vocab] log-probabilities."""
+    mask = labels != PAD_ID
+    stats = {"nll_sum": jnp.sum(nll * mask), "tokens": jnp.sum(mask).astype(jnp.float32),
+             "correct": jnp.sum(correct * mask)}
+    return jnp.sum(loss * mask) / jnp.maximum(stats["tokens"], 1.0), stats
+
+
 def sequence_loss(log_probs: jax.Array, labels: jax.Array,
                   label_smoothing: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean per-token loss over the batch's real labels, and :func:`token_stats`.

@@ -18,7 +18,7 @@ from flax import struct
 from s2s_jax.config import Config
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.seq2seq import Seq2Seq
-from s2s_jax.training.losses import sequence_loss, token_stats
+from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
 from s2s_jax.training.scheduled_sampling import teacher_forcing_prob
 from s2s_jax.training.schedules import learning_rate_schedule, make_optimizer
 
@@ -71,14 +71,19 @@ def loss_and_grads(state: TrainState, batch: dict[str, jax.Array], key: jax.Arra
     tgt = batch["tgt"]
     dropout_key, sampling_key = jax.random.split(key)
     prob = teacher_forcing_prob(ss, state.step)
-    # A static 1.0 selects the teacher-forced scan, whose generator runs on all steps at once.
-    prob_arg = 1.0 if ss.schedule == "none" else prob
+
+    rngs = {"dropout": dropout_key, "sampling": sampling_key}
 
     def loss_fn(params):
-        log_probs = state.model.apply({"params": params}, batch["src"], tgt[:, :-1], train=True,
-                                      teacher_forcing_prob=prob_arg, sampling_mode=ss.mode,
-                                      rngs={"dropout": dropout_key, "sampling": sampling_key})
-        loss, stats = sequence_loss(log_probs, tgt[:, 1:], cfg.label_smoothing)
+        variables = {"params": params}
+        if ss.schedule == "none":  # straight from the logits: no [batch, time, vocab] log-probabilities
+            terms = state.model.apply(variables, batch["src"], tgt[:, :-1], tgt[:, 1:], train=True,
+                                      label_smoothing=cfg.label_smoothing, rngs=rngs, method=Seq2Seq.token_losses)
+            loss, stats = loss_from_token_terms(*terms, tgt[:, 1:])
+        else:
+            log_probs = state.model.apply(variables, batch["src"], tgt[:, :-1], train=True,
+                                          teacher_forcing_prob=prob, sampling_mode=ss.mode, rngs=rngs)
+            loss, stats = sequence_loss(log_probs, tgt[:, 1:], cfg.label_smoothing)
         return loss, stats | {"teacher_forcing_prob": prob}
 
     return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -102,8 +107,9 @@ def train_step_fn(state: TrainState, batch: dict[str, jax.Array], key: jax.Array
 def eval_step_fn(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Teacher-forced sums over a batch: nll_sum, tokens, correct."""
     tgt = batch["tgt"]
-    log_probs = state.model.apply({"params": state.params}, batch["src"], tgt[:, :-1])
-    return token_stats(log_probs, tgt[:, 1:])
+    terms = state.model.apply({"params": state.params}, batch["src"], tgt[:, :-1], tgt[:, 1:],
+                              method=Seq2Seq.token_losses)
+    return loss_from_token_terms(*terms, tgt[:, 1:])[1]
 
 
 train_step = jax.jit(train_step_fn, donate_argnums=0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2s_jax.models.generator import Generator
+from s2s_jax.models.generator import Generator, softmax_cross_entropy
+from s2s_jax.models.matmul import dot
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -49,3 +51,36 @@ def test_maxout_generator_tied_to_the_embedding():
     logits = (t @ p["gen"]["tied_projection"]["kernel"]) @ p["embed"]["embedding"].T + p["gen"]["bias"]
     np.testing.assert_allclose(np.asarray(Tied().apply({"params": params}, x)), _log_softmax(logits),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_cross_entropy_equals_log_softmax_and_gather(label_smoothing, dtype):
+    """softmax_cross_entropy's values and its hand-written gradient against autodiff of the
+    log-softmax path: the same logits (products in ``dtype``), the loss read off the log-probs."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 9)).astype(np.float32)
+    w = rng.standard_normal((9, 11)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    labels = rng.integers(0, 11, 12)
+    g = rng.standard_normal((3, 12)).astype(np.float32)  # cotangents of loss, nll, correct
+
+    def reference(x, w, b):
+        lp = jax.nn.log_softmax(dot(x, w, dtype) + b, axis=-1)
+        nll = -jnp.take_along_axis(lp, labels[:, None], axis=-1)[:, 0]
+        loss = (1 - label_smoothing) * nll - label_smoothing * jnp.mean(lp, axis=-1)
+        correct = (jnp.argmax(lp, axis=-1) == labels).astype(jnp.float32)
+        return loss, nll, correct
+
+    def pulled(fn):
+        out, vjp = jax.vjp(fn, x, w, b)
+        return out, vjp(tuple(jnp.asarray(c) for c in g))
+
+    (out, grads), (ref, ref_grads) = (
+        pulled(lambda x, w, b: softmax_cross_entropy(x, w, b, labels, label_smoothing, jnp.dtype(dtype))),
+        pulled(reference))
+    tol = 2e-2 if dtype == "bfloat16" else 1e-5  # bfloat16: the backward products round dlogits
+    for a, r in zip(out, ref, strict=True):
+        np.testing.assert_allclose(a, r, atol=1e-5, rtol=1e-5)
+    for a, r in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(a, r, atol=tol, rtol=tol)

@@ -12,6 +12,7 @@ import pytest
 
 from s2s_jax.models.encoder import reverse_rows
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
+from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
 from s2s_jax.vocab import PAD_ID
 from tests.conftest import random_batch, tiny_model
 
@@ -141,6 +142,31 @@ def test_tied_embeddings_share_the_target_embedding():
     a = model.apply({"params": params}, b["src"], b["tgt"][:, :-1])
     c = model.apply({"params": perturbed}, b["src"], b["tgt"][:, :-1])
     assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", [*VARIANTS, "tied"])
+def test_token_losses_are_the_log_probs_loss(name):
+    """The training path (per-token losses straight from the logits) gives the loss, the
+    statistics and the gradients of ``sequence_loss`` over ``__call__``'s log-probabilities."""
+    cfg = tiny_model(tie_embeddings=True, attention="dot") if name == "tied" else tiny_model(**VARIANTS[name])
+    b = random_batch(3, 6, 5, seed=4)
+    model, params = _init(cfg, b)
+    labels = b["tgt"][:, 1:]
+
+    def fused(p):
+        terms = model.apply({"params": p}, b["src"], b["tgt"][:, :-1], labels, label_smoothing=0.1,
+                            method=Seq2Seq.token_losses)
+        return loss_from_token_terms(*terms, labels)
+
+    def reference(p):
+        return sequence_loss(model.apply({"params": p}, b["src"], b["tgt"][:, :-1]), labels, 0.1)
+
+    (loss, stats), grads = jax.jit(jax.value_and_grad(fused, has_aux=True))(params)
+    (ref, ref_stats), ref_grads = jax.jit(jax.value_and_grad(reference, has_aux=True))(params)
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)
+    for k in ("nll_sum", "tokens", "correct"):
+        np.testing.assert_allclose(stats[k], ref_stats[k], rtol=1e-5)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-4), grads, ref_grads)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

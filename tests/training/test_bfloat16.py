@@ -16,8 +16,9 @@ pytestmark = pytest.mark.xdist_group("copy_run_bf16")
 @pytest.fixture(scope="session")
 def bf16_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("copy_bf16"))
-    # bfloat16's rounding leaves a sentence or two of the 200 wrong at the float32 test's 500 steps.
-    cfg = copy_config().replace(model={"dtype": "bfloat16"}, train={"num_steps": 750})
+    # At the float32 test's 500 steps (and at 750) bfloat16 leaves one to three of the 200 test
+    # sentences wrong (exact match 0.985-0.995 in three runs); it is learnt by 1000.
+    cfg = copy_config().replace(model={"dtype": "bfloat16"}, train={"num_steps": 1000})
     return workdir, run(cfg, workdir)
 
 
