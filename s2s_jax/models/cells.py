@@ -11,7 +11,7 @@ Gates are kept as separate arrays rather than slices of one
 elementwise kernel that slices the minor dimension, and such kernels
 dominated the step time, and one fused ``[hidden, gates * hidden]`` recurrent product with
 its result sliced by gate is slower than one product per gate, in float32 and in bfloat16
-(BENCHMARKS.md, "bfloat16 on the matrix units").
+(BENCHMARKS.md, "Why bfloat16 was slower than float32").
 
 The gate formulas live in one pure function, :func:`cell_forward`, used by
 the Flax cells (one step) and by :mod:`s2s_jax.models.recurrence` (a whole

@@ -4,8 +4,8 @@
 inputs are rounded to bfloat16, the products accumulate and come out in float32, and
 parameters stay float32. That is what the CPU's matrix units (AMX, AVX512-BF16) and
 accelerators run fastest, and it is *only* what XLA:CPU runs on them. XLA:CPU hands a
-dot to its bfloat16 library kernels (YNNPACK) only when (BENCHMARKS.md, "bfloat16 on the
-matrix units"):
+dot to its bfloat16 library kernels (YNNPACK) only when (BENCHMARKS.md, "Why bfloat16 was
+slower than float32"):
 
 - its result is float32: a bfloat16 x bfloat16 -> bfloat16 dot (what ``jnp.dot`` of two
   bfloat16 arrays, and so ``flax.linen.Dense(dtype=bfloat16)``, gives) is converted to a
