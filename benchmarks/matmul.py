@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from benchmarks.train import bf16_flags, cpu_name
+from benchmarks.train import cpu_name
 from s2s_jax.models.matmul import materialized_transpose
+from s2s_jax.precision import cpu_bfloat16_flags
 
 F32, BF16 = jnp.float32, jnp.bfloat16
 # (m, k, n): a square reference; the generator over a batch of 128 x 24 targets (forward); one
@@ -53,33 +54,31 @@ def variants(m: int, k: int, n: int) -> dict:
     }
 
 
-def gru_recurrence(dtype, fused: bool, batch: int = 128, hidden: int = 512, steps: int = 24):
-    """(program, operands): a GRU's recurrence over ``steps`` (x @ W precomputed), the
-    recurrent products per gate or as one [hidden, 3 * hidden] product sliced by gate."""
+def gru_recurrence(dtype, fused: str, batch: int = 128, hidden: int = 512, steps: int = 24):
+    """(program, operands): a GRU's recurrence over ``steps`` (x @ W precomputed). ``fused``:
+    "" one [hidden, hidden] product per gate; "product" one [hidden, 3 hidden] product sliced by
+    gate; "product+inputs" that, with the inputs also one [.., 3 hidden] array sliced by gate."""
     key = jax.random.key(0)
     ks = [jax.random.normal(jax.random.fold_in(key, i), (hidden, hidden)) * 0.03 for i in range(3)]
     xs = [jax.random.normal(jax.random.fold_in(key, 10 + i), (steps, batch, hidden)) for i in range(3)]
     h0 = jnp.zeros((batch, hidden))
 
+    def split(a):
+        return [a[:, i * hidden:(i + 1) * hidden] for i in range(3)]
+
     def run(ks, xs, h0):
-        if fused:
-            kf = jnp.concatenate(ks, axis=1).astype(dtype)
-            xs = jnp.concatenate(xs, axis=-1)
-        else:
-            kb = [k.astype(dtype) for k in ks]
+        kernels = [jnp.concatenate(ks, axis=1).astype(dtype)] if fused else [k.astype(dtype) for k in ks]
+        xs = jnp.concatenate(xs, axis=-1) if fused == "product+inputs" else xs
 
         def body(h, x):
-            if fused:
-                hp = _dot(h.astype(dtype), kf, out=F32)
-                hp = [hp[:, i * hidden:(i + 1) * hidden] for i in range(3)]
-                x = [x[:, i * hidden:(i + 1) * hidden] for i in range(3)]
-            else:
-                hp = [_dot(h.astype(dtype), k, out=F32) for k in kb]
+            hp = [_dot(h.astype(dtype), k, out=F32) for k in kernels]
+            hp = split(hp[0]) if fused else hp
+            x = split(x) if fused == "product+inputs" else x
             r, z = jax.nn.sigmoid(x[0] + hp[0]), jax.nn.sigmoid(x[1] + hp[1])
             h = (1 - z) * jnp.tanh(x[2] + r * hp[2]) + z * h
             return h, h
 
-        return lax.scan(body, h0, list(xs) if not fused else xs)[1]
+        return lax.scan(body, h0, xs)[1]
 
     return run, (ks, xs, h0)
 
@@ -106,12 +105,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=15)
     a = p.parse_args()
-    result: dict = {"jax": jax.__version__, "cpu": cpu_name(), "cpu_bf16_flags": bf16_flags(), "dots": {}}
+    result: dict = {"jax": jax.__version__, "cpu": cpu_name(), "cpu_bf16_flags": cpu_bfloat16_flags(), "dots": {}}
     for m, k, n in SHAPES:
         seconds = measure(variants(m, k, n), a.calls)
         result["dots"][f"{m}x{k}x{n}"] = {name: round(2 * m * k * n / s / 1e9, 1) for name, s in seconds.items()}
-    gru = measure({f"{d} {'fused' if f else 'per gate'}": gru_recurrence(getattr(jnp, d), f)
-                   for d in ("float32", "bfloat16") for f in (False, True)}, a.calls)
+    gru = measure({f"{d} {f or 'per gate'}": gru_recurrence(getattr(jnp, d), f)
+                   for d in ("float32", "bfloat16") for f in ("", "product", "product+inputs")}, a.calls)
     result["gru_recurrence_ms"] = {name: round(s * 1e3, 2) for name, s in gru.items()}
     print(json.dumps(result, indent=1))
 

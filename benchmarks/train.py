@@ -22,6 +22,7 @@ import numpy as np
 from benchmarks.shapes import random_batch, shape_config, train_flops
 from s2s_jax.models import encoder
 from s2s_jax.models.recurrence import recurrence
+from s2s_jax.precision import cpu_bfloat16_flags
 from s2s_jax.training.step import create_train_state, train_step
 
 
@@ -39,24 +40,13 @@ def matmul_rate(dtype: str = "float32", n: int = 2048, rounds: int = 5) -> float
     return 2.0 * n ** 3 / float(np.median(times))
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's /proc/cpuinfo fields (empty where there is none)."""
-    info: dict[str, str] = {}
+def cpu_name() -> str:
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             for line in f:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    return info
-
-
-def cpu_name() -> str:
-    return _cpuinfo().get("model name", platform.processor())
-
-
-def bf16_flags() -> list[str]:
-    """The CPU's bfloat16 features (``lscpu`` flags amx_bf16, avx512_bf16), empty if none."""
-    return sorted(f for f in _cpuinfo().get("flags", "").split() if f in ("amx_bf16", "avx512_bf16"))
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    return platform.processor()
 
 
 def main() -> None:
@@ -107,7 +97,7 @@ def main() -> None:
         "model_gflop_per_step": round(flops / 1e9, 1), "achieved_gflop_s": round(flops / step_s / 1e9, 1),
         **{f"matmul_gflop_s_{d}": round(r / 1e9, 1) for d, r in rates.items()},
         "utilisation_bfloat16": round(flops / step_s / rates["bfloat16"], 3),
-        "cpu": cpu_name(), "cpu_bf16_flags": bf16_flags(),
+        "cpu": cpu_name(), "cpu_bf16_flags": cpu_bfloat16_flags(),
     }))
 
 

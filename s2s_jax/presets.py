@@ -45,7 +45,7 @@ def _synthetic(task: str, **model) -> Config:
 def dates() -> Config:
     """Date normalisation ("saturday 5 march 2019" -> "2019-03-05") with a bidirectional
     GRU encoder and Luong attention with input feeding: the quickstart (``make demo``).
-    ``dtype="auto"``: bfloat16 converts all 1000 test dates as float32 does, in 1.4 instead of 2.5
+    ``dtype="auto"``: bfloat16 converts all 1000 test dates as float32 does, in 1.4 instead of 1.55
     minutes on a 2-core CPU with AMX (EXPERIMENTS.md)."""
     return Config(
         name="dates",

@@ -9,9 +9,9 @@ matmuls ``h @ W_h`` run.
 Gates are kept as separate arrays rather than slices of one
 ``[batch, gates * hidden]`` array: XLA:CPU does not vectorise a fused
 elementwise kernel that slices the minor dimension, and such kernels
-dominated the step time, and one fused ``[hidden, gates * hidden]`` recurrent product with
-its result sliced by gate is slower than one product per gate, in float32 and in bfloat16
-(BENCHMARKS.md, "Why bfloat16 was slower than float32").
+dominated the step time: a GRU recurrence with fused inputs and products is 1.4-1.6x slower
+than per-gate arrays, in float32 and in bfloat16 (BENCHMARKS.md, "Per-gate products or one
+fused product"; a fused recurrent product with per-gate inputs would gain 3-12%).
 
 The gate formulas live in one pure function, :func:`cell_forward`, used by
 the Flax cells (one step) and by :mod:`s2s_jax.models.recurrence` (a whole
