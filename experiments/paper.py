@@ -26,8 +26,8 @@ import jax
 from s2s_jax.cli import parse_config
 from s2s_jax.evaluation import evaluate_workdir
 from s2s_jax.fileio import atomic_write_text
+from s2s_jax.loop import run
 from s2s_jax.summary import read_metrics
-from s2s_jax.training.loop import run
 
 
 def _data_option(argv: list[str]) -> tuple[str | None, list[str]]:

@@ -15,9 +15,9 @@ import sys
 import time
 
 from s2s_jax.cli import parse_config
+from s2s_jax.loop import run
 from s2s_jax.plots import attention_examples
 from s2s_jax.summary import read_metrics
-from s2s_jax.training.loop import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,15 +1,15 @@
 """Orbax checkpoints of a training run: everything needed to continue it.
 
-Layout in the workdir: ``checkpoints/<step>`` keeps the last K saves and
-``checkpoints_best/<step>`` the single best one by the chosen validation
-metric, in a manager of its own so rotation never removes it. Each save holds
-``state`` (step, params, optimizer state, plateau factor, PRNG key) and
+Layout in the workdir: ``checkpoints/<step>``, one Orbax manager whose
+preservation policy keeps the last K saves and the best one by the chosen
+validation metric (saves at evaluations carry the metric). Each save holds
+``state`` (step, params, optimizer state, plateau state, PRNG key) and
 ``meta`` (JSON: the config, the data iterator's state, the loop's
 bookkeeping). Orbax writes into a temporary directory and renames it when
 complete, so a crash mid-save leaves the earlier checkpoints as they were
 (the next training run deletes the leftover temporary directory); saves are
 asynchronous and Orbax waits for one to finish before the next. Readers
-(:func:`restore_run`, the translator) open the directories read-only, so
+(:func:`restore`, the translator) open the directories read-only, so
 they may run beside a training run without disturbing its saves.
 """
 
@@ -19,26 +19,26 @@ import dataclasses
 import functools
 import os
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from s2s_jax.config import Config, config_diff, get_field
+from s2s_jax.config import Config, best_mode, config_diff, field_metadata, get_field
 from s2s_jax.errors import CheckpointError, ConfigError
+from s2s_jax.fileio import atomic_write_text
 from s2s_jax.training.step import TrainState, create_train_state
-from s2s_jax.vocab import load_tokenizers, tokenizer_path
+from s2s_jax.vocab import Tokenizer, load_tokenizers, save_tokenizers, tokenizer_path
 
-LATEST, BEST = "checkpoints", "checkpoints_best"
-# Fields a resumed run may change: they do not alter what the parameters mean.
-RESUMABLE_FIELDS = ("train.num_steps", "train.num_epochs", "train.max_minutes", "train.quiet", "train.log_every",
-                    "train.eval_every", "train.checkpoint_every", "train.eval_max_examples", "train.parallelism")
+CHECKPOINTS = "checkpoints"
+OLD_BEST = "checkpoints_best"  # the best checkpoint's directory in the layout of earlier versions
+FORMAT = 2  # of the saved tree and meta; a checkpoint of another format is refused
 
 
 def state_tree(state: TrainState, rng: jax.Array) -> dict[str, Any]:
     return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-            "lr_scale": state.lr_scale, "rng": jax.random.key_data(rng)}
+            "plateau": state.plateau._asdict(), "rng": jax.random.key_data(rng)}
 
 
 def _shapes(tree: Any) -> dict[str, tuple]:
@@ -50,10 +50,7 @@ def _shapes(tree: Any) -> dict[str, tuple]:
 
 def check_compatible(saved: Config, current: Config, where: str) -> None:
     """Refuse a checkpoint written for another model or vocabulary, naming the field."""
-    fields = [f for f in config_diff(saved, current)
-              if f.startswith(("model.", "data.tokenizer", "data.vocab_size", "data.joint_vocab", "data.source",
-                               "data.lowercase", "data.src_lang", "data.tgt_lang"))
-              and f not in ("model.dropout", "model.remat", "model.dtype")]
+    fields = [f for f in config_diff(saved, current) if field_metadata(f)["params"]]
     if fields:
         f = fields[0]
         raise CheckpointError(f"{where} was written with {f}={get_field(saved, f)!r}, "
@@ -61,92 +58,101 @@ def check_compatible(saved: Config, current: Config, where: str) -> None:
 
 
 class Checkpointer:
-    """The latest-K and best checkpoints of the run in ``workdir``. With ``read_only``
+    """The checkpoints of the run in ``workdir``: one Orbax manager whose preservation policy
+    keeps the latest ``keep`` saves and the best one (a save given a validation score competes
+    for best; one without is kept only while it is among the latest). With ``read_only``
     nothing is created, saved or cleaned up (for readers beside a live training run)."""
 
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True, read_only: bool = False):
         self.workdir, self.read_only = os.path.abspath(workdir), read_only
+        if os.path.isdir(os.path.join(self.workdir, OLD_BEST)):
+            raise CheckpointError(f"{workdir} holds checkpoints in the layout of an earlier s2s_jax ({OLD_BEST}/), "
+                                  "which this version does not read; train in a new workdir.")
         if read_only:  # (Orbax's own read_only option logs a warning per manager)
             opts = dict(create=False, cleanup_tmp_directories=False, enable_async_checkpointing=False)
         else:
             opts = dict(enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True)
 
-        def manager(sub: str, keep: int) -> ocp.CheckpointManager:
-            handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
-            return ocp.CheckpointManager(os.path.join(self.workdir, sub), item_handlers=handlers,
-                                         options=ocp.CheckpointManagerOptions(
-                                             max_to_keep=None if read_only else keep, **opts))
+        policy = None if read_only else ocp.checkpoint_managers.AnyPreservationPolicy([
+            ocp.checkpoint_managers.LatestN(n=keep),
+            ocp.checkpoint_managers.BestN(get_metric_fn=_score, n=1, keep_checkpoints_without_metrics=False)])
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self.manager = ocp.CheckpointManager(
+            os.path.join(self.workdir, CHECKPOINTS), item_handlers=handlers,
+            options=ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_score, best_mode="max", **opts))
 
-        self.latest = manager(LATEST, keep)
-        self.best = manager(BEST, 1)
-
-    def _manager(self, which: str | int) -> tuple[ocp.CheckpointManager, int | None]:
+    def _step(self, which: str | int) -> int | None:
         if which == "best":
-            return self.best, self.best.latest_step()
+            return self.manager.best_step() if any(self.manager.metrics(s) for s in self.steps()) else None
         if which == "latest":
-            return self.latest, self.latest.latest_step()
+            return self.manager.latest_step()
         step = int(which)
-        if step in self.latest.all_steps():
-            return self.latest, step
-        if step in self.best.all_steps():
-            return self.best, step
-        return self.latest, None
+        return step if step in self.steps() else None
 
     def steps(self) -> list[int]:
-        return sorted(set(self.latest.all_steps()) | set(self.best.all_steps()))
+        return sorted(self.manager.all_steps())
 
-    def save(self, state: TrainState, rng: jax.Array, meta: dict[str, Any], best: bool = False) -> None:
-        """Save asynchronously. The arrays are copied first: the next train step donates
-        (reuses) the state's buffers while Orbax may still be reading them.
-
-        A new best replaces the best checkpoint; one at this step or later can only come from
-        a run that was interrupted and is being replayed, so it is removed first (Orbax neither
-        overwrites a step nor keeps a step older than the newest)."""
+    def save(self, state: TrainState, rng: jax.Array, meta: dict[str, Any],
+             best: tuple[str, float] | None = None) -> None:
+        """Save asynchronously. With ``best`` = (validation metric, value) the save competes
+        for best (Orbax keeps the save of the highest score: the value, negated where lower is
+        better). The arrays are copied first: the next train step donates (reuses) the state's
+        buffers while Orbax may still be reading them."""
         if self.read_only:
             raise RuntimeError(f"{self.workdir} was opened read-only.")
         tree = jax.tree_util.tree_map(jnp.copy, state_tree(state, rng))
+        meta = {**meta, "format": FORMAT}
         args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
-        step = int(state.step)
-        manager = self.best if best else self.latest
-        if best:
-            manager.wait_until_finished()
-            for old in manager.all_steps():
-                if old >= step:
-                    manager.delete(old)
-        manager.save(step, args=args, force=True)
+        metrics = None
+        if best is not None:
+            name, value = best
+            metrics = {name: value, "score": value if best_mode(name) == "max" else -value}
+        self.manager.save(int(state.step), args=args, metrics=metrics, force=True)
+
+    def reached_preemption(self, step: int) -> bool:
+        """Whether every host has reached the step at which a preemption notice (SIGTERM to any
+        host of a ``jax.distributed`` run) is to be saved; False in a single process."""
+        return self.manager.reached_preemption(step)
 
     def step_of(self, which: str | int) -> int | None:
         """The step of checkpoint ``which`` ("latest", "best" or a step), None if there is none."""
-        return self._manager(which)[1]
+        return self._step(which)
 
     def read_meta(self, which: str | int = "latest") -> dict[str, Any]:
         """The JSON part of checkpoint ``which``: config, data iterator state, loop bookkeeping."""
-        return self._read_meta(*self._located(which))
+        meta = self._read_meta(self._located(which))
+        meta.pop("format", None)
+        return meta
 
-    @staticmethod
-    def _read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+    def _read_meta(self, step: int) -> dict[str, Any]:
         try:
-            return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # Orbax raises many types for damaged files
-            raise CheckpointError(f"{_where(manager, step)} is unreadable ({_first_line(e)}); "
+            raise CheckpointError(f"{self._where(step)} is unreadable ({_first_line(e)}); "
                                   "delete it to fall back to an earlier checkpoint.") from None
 
-    def _located(self, which: str | int) -> tuple[ocp.CheckpointManager, int]:
-        manager, step = self._manager(which)
+    def _located(self, which: str | int) -> int:
+        step = self._step(which)
         if step is None:
             have = ", ".join(map(str, self.steps())) or "none"
             raise CheckpointError(f"no checkpoint {which!r} in {self.workdir} (steps saved: {have}).")
-        return manager, step
+        return step
+
+    def _where(self, step: int) -> str:
+        return f"checkpoint {self.manager.directory}/{step}"
 
     def restore(self, state: TrainState, rng: jax.Array, which: str | int = "latest"):
         """(state, rng, meta) restored from checkpoint ``which`` ("latest", "best" or a step)
         into the structure of ``state``; the checkpoint's config must fit ``state.config``.
         ``state`` may be abstract (``jax.eval_shape(create_train_state, ...)``): only its
         structure, shapes and dtypes are used."""
-        manager, step = self._located(which)
-        where = _where(manager, step)
+        step = self._located(which)
+        where = self._where(step)
         unreadable = f"{where} is unreadable ({{}}); delete it to fall back to an earlier checkpoint."
-        meta = self._read_meta(manager, step)
+        meta = self._read_meta(step)
+        if meta.pop("format", None) != FORMAT:
+            raise CheckpointError(f"{where} was written by an earlier version of s2s_jax, whose checkpoints this "
+                                  "version does not read; train in a new workdir.")
         try:
             saved_cfg = Config.from_dict(meta["config"])
         except (ConfigError, KeyError, TypeError) as e:
@@ -154,7 +160,7 @@ class Checkpointer:
         check_compatible(saved_cfg, state.config, where)
         target = state_tree(state, rng)
         try:
-            shapes = _shapes(manager.item_metadata(step)["state"])
+            shapes = _shapes(self.manager.item_metadata(step)["state"])
         except Exception as e:  # Orbax raises many types for damaged files
             raise CheckpointError(unreadable.format(_first_line(e))) from None
         # Parameters first: their names say the most about what differs.
@@ -164,20 +170,19 @@ class Checkpointer:
                                       f"this model needs {shape}.")
         abstract = jax.tree_util.tree_map(_restore_target, target)
         try:
-            tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+            args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+            tree = self.manager.restore(step, args=args)["state"]
         except Exception as e:
             raise CheckpointError(unreadable.format(_first_line(e))) from None
         state = state.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],
-                              lr_scale=tree["lr_scale"])
+                              plateau=type(state.plateau)(**tree["plateau"]))
         return state, jax.random.wrap_key_data(tree["rng"]), meta
 
     def wait(self) -> None:
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
+        self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.latest.close()
-        self.best.close()
+        self.manager.close()
 
 
 def saved_config(workdir: str) -> Config | None:
@@ -185,7 +190,7 @@ def saved_config(workdir: str) -> Config | None:
     copy in its latest checkpoint; None for a workdir that has neither."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        if not os.path.isdir(os.path.join(workdir, LATEST)):
+        if not os.path.isdir(os.path.join(workdir, CHECKPOINTS)):
             return None
         ckpt = Checkpointer(workdir, read_only=True)
         try:
@@ -208,21 +213,21 @@ def check_workdir_config(workdir: str, cfg: Config) -> None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(
             cfg.model, src_vocab_size=cfg.model.src_vocab_size or saved.model.src_vocab_size,
             tgt_vocab_size=cfg.model.tgt_vocab_size or saved.model.tgt_vocab_size))
-    diff = [f for f in config_diff(saved, cfg) if f not in RESUMABLE_FIELDS and not f.startswith("decode.")]
+    diff = [f for f in config_diff(saved, cfg) if not field_metadata(f)["resumable"]]
     if diff:
         f = diff[0]
         raise ConfigError(f"{workdir} holds a run with {f}={get_field(saved, f)!r}, not {get_field(cfg, f)!r}; "
                           "use another workdir (nothing there was changed).")
 
 
+def _score(metrics: dict[str, float]) -> float:
+    return metrics["score"]
+
+
 def _restore_target(x: Any) -> jax.ShapeDtypeStruct:
     """Shape, dtype and placement of one leaf; abstract leaves go to the default device."""
     sharding = getattr(x, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
-
-
-def _where(manager: ocp.CheckpointManager, step: int) -> str:
-    return f"checkpoint {manager.directory}/{step}"
 
 
 def _first_line(e: BaseException, limit: int = 200) -> str:
@@ -233,10 +238,19 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def restore_run(workdir: str, checkpoint: str | int = "best"):
-    """(state, src_tokenizer, tgt_tokenizer) of the run in ``workdir`` at ``checkpoint``:
-    "best" (the best validation checkpoint; the latest if there is none yet), "latest",
-    or a step number. Needs only the workdir, and only reads it."""
+class Restored(NamedTuple):
+    """A trained run as :func:`restore` returns it."""
+
+    config: Config
+    state: TrainState
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+
+
+def restore(workdir: str, checkpoint: str | int = "best") -> Restored:
+    """(config, state, src_tokenizer, tgt_tokenizer) of the run in ``workdir`` at
+    ``checkpoint``: "best" (the best validation checkpoint; the latest if there is none yet),
+    "latest", or a step number. Needs only the workdir, and only reads it."""
     cfg = saved_config(workdir)
     if cfg is None:
         raise CheckpointError(f"{workdir} holds no config.json; it is not a training workdir.")
@@ -255,4 +269,22 @@ def restore_run(workdir: str, checkpoint: str | int = "best"):
         state, _, _ = ckpt.restore(state, jax.random.key(0), checkpoint)
     finally:
         ckpt.close()
-    return state, src_tok, tgt_tok
+    return Restored(cfg, state, src_tok, tgt_tok)
+
+
+def save(workdir: str, state: TrainState, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
+         key: jax.Array | None = None) -> None:
+    """Write ``state`` (and the PRNG ``key``, default key 0) as a checkpoint of the run in
+    ``workdir``, with its config and tokenizers beside it, so that :func:`restore`, the
+    Translator, ``s2s-eval`` and ``s2s-translate`` read it as they read a trained run."""
+    os.makedirs(workdir, exist_ok=True)
+    check_workdir_config(workdir, state.config)
+    save_tokenizers(workdir, src_tokenizer, tgt_tokenizer, state.config.data)
+    atomic_write_text(os.path.join(workdir, "config.json"), state.config.to_json())
+    ckpt = Checkpointer(workdir, state.config.train.keep_checkpoints, async_save=False)
+    try:
+        if int(state.step) in ckpt.steps():
+            raise CheckpointError(f"{workdir} already holds a checkpoint of step {int(state.step)}.")
+        ckpt.save(state, jax.random.key(0) if key is None else key, {"config": state.config.to_dict()})
+    finally:
+        ckpt.close()

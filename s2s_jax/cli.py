@@ -1,5 +1,6 @@
 """Command-line programs. Every ``Config`` field is a flag (``--model.hidden-size 256``),
-generated from the dataclasses, so the CLI cannot fall behind the config.
+generated from the dataclasses with the field's documentation as its help, so the CLI cannot
+fall behind the config.
 
 Errors a user can cause end in one line, ``PROG: error: ...``, exit status 2.
 """
@@ -19,6 +20,13 @@ from typing import Any, Literal, NoReturn
 
 from s2s_jax.config import Config
 from s2s_jax.errors import UserError
+from s2s_jax.evaluation import evaluate_workdir
+from s2s_jax.fileio import atomic_open
+from s2s_jax.loop import run
+from s2s_jax.plots import plot_run
+from s2s_jax.presets import get_preset, list_presets
+from s2s_jax.summary import progress
+from s2s_jax.translator import Translator
 
 # OSError: a path the user gave cannot be read or written.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
@@ -49,7 +57,9 @@ def _add_fields(parser: argparse.ArgumentParser, obj: Any, prefix: str) -> None:
         if dataclasses.is_dataclass(hint):
             _add_fields(parser, value, dotted + ".")
             continue
-        kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS, "help": f"(default: {value!r})"}
+        # %% escapes argparse's formatting in the docs and defaults.
+        doc = f"{f.metadata['doc']} (default: {value!r})".replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS, "help": doc}
         origin = typing.get_origin(hint)
         if origin is Literal:
             kwargs["choices"] = typing.get_args(hint)
@@ -87,8 +97,6 @@ def parse_config(prog: str, description: str, argv: Sequence[str] | None,
                  default_preset: str = "dates") -> tuple[argparse.Namespace, Config]:
     """Parse ``--preset NAME`` and the program's own flags, then every config field with the
     preset's values as defaults. Returns (namespace, config)."""
-    from s2s_jax.presets import get_preset, list_presets
-
     argv = list(sys.argv[1:] if argv is None else argv)
     base = _Parser(add_help=False)
     base.add_argument("--preset", default=default_preset,
@@ -130,8 +138,6 @@ def train_main(argv: Sequence[str] | None = None) -> None:
     try:
         args, cfg = parse_config(prog, "Train a sequence-to-sequence model.", argv, add)
         _setup_logging(cfg.train.quiet)
-        from s2s_jax.training.loop import run
-
         result = run(cfg, args.workdir)
     except EXPECTED_ERRORS as e:
         _fail(prog, e)
@@ -169,12 +175,9 @@ def eval_main(argv: Sequence[str] | None = None) -> None:
     if args.beam_size < 0:
         parser.error(f"--beam-size must be >= 0, got {args.beam_size}")
     _setup_logging()
-    from s2s_jax.evaluation import evaluate_workdir
-    from s2s_jax.summary import progress
-
     try:
         with progress(0, args.split, unit="sentence", leave=False) as bar:
-            report = evaluate_workdir(args.workdir, args.split, args.checkpoint, args.beam_size, args.output,
+            report = evaluate_workdir(args.workdir, args.split, args.checkpoint, args.beam_size or None, args.output,
                                       progress=bar.update)
     except EXPECTED_ERRORS as e:
         _fail(prog, e)
@@ -198,8 +201,6 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
     if args.examples < 0:
         parser.error(f"--examples must be >= 0, got {args.examples}")
     _setup_logging()
-    from s2s_jax.plots import plot_run
-
     try:
         paths = plot_run(args.workdir, args.out, args.split, args.examples, args.checkpoint)
     except EXPECTED_ERRORS as e:
@@ -243,10 +244,6 @@ def translate_main(argv: Sequence[str] | None = None) -> None:
         if value < 0:
             parser.error(f"{flag} must be >= 0, got {value}")
     _setup_logging(quiet=True)  # standard output carries the translations; warnings go to standard error
-    from s2s_jax.fileio import atomic_open
-    from s2s_jax.summary import progress
-    from s2s_jax.translator import Translator
-
     options = {"length_penalty": args.length_penalty, "max_len_b": args.max_len}
     decoding = dict(beam_size=args.beam_size or None, n_best=max(args.n_best, 1),
                     **{k: v for k, v in options.items() if v is not None})

@@ -31,6 +31,21 @@ def _require(cond: bool, field: str, message: str) -> None:
         raise ConfigError(f"{field} {message}.")
 
 
+def _field(default: Any, doc: str, *, params: bool = False, resumable: bool = False,
+           tokenizer: tuple[str, ...] = (), translate: bool = False) -> Any:
+    """A config field with its one-sentence ``doc`` (the command line's --help) and what it means
+    beyond its value, read by :func:`field_metadata`:
+
+    - ``params``: the trained parameters depend on it; a checkpoint is refused by a config that
+      changes it (s2s_jax/checkpoint.py);
+    - ``resumable``: a resumed run may change it (the rest must match the workdir's run);
+    - ``tokenizer``: the tokenizer kinds it shapes; a saved tokenizer records it (s2s_jax/vocab.py);
+    - ``translate``: a translation may override it (``Translator.translate(..., option=value)``).
+    """
+    meta = {"doc": doc, "params": params, "resumable": resumable, "tokenizer": tokenizer, "translate": translate}
+    return dataclasses.field(default=default, metadata=meta)
+
+
 CellKind = Literal["lstm", "gru", "rnn"]
 AttentionKind = Literal["none", "dot", "general", "additive"]
 
@@ -47,26 +62,44 @@ class ModelConfig:
     and the generator reads ``[h; c; emb]``.
     """
 
-    src_vocab_size: int = 0  # 0: taken from the trained tokenizer
-    tgt_vocab_size: int = 0
-    embed_dim: int = 64
-    hidden_size: int = 128  # per direction in the encoder; the decoder's size
-    num_layers: int = 1
-    cell: CellKind = "lstm"
-    bidirectional: bool = False
-    bridge: Literal["copy", "zero", "linear"] = "copy"
-    context_every_step: bool = False
-    attention: AttentionKind = "none"
-    attention_style: Literal["luong", "bahdanau"] = "luong"
-    input_feeding: bool = False
-    reverse_source: bool = False
-    dropout: float = 0.0
-    tie_embeddings: bool = False
-    maxout_units: int = 0  # >0: the generator's deep maxout layer (Bahdanau et al. 2015 use 500)
-    dtype: Literal["float32", "bfloat16", "auto"] = "float32"  # matmuls; "auto": s2s_jax/precision.py
-    init_scale: float = 0.0  # >0: every parameter ~ uniform(-s, s) (Sutskever et al. 2014)
-    forget_bias: float = 0.0  # added to the LSTM forget gate's bias (Jozefowicz et al. 2015 use 1)
-    remat: bool = False  # recompute decoder steps in the backward pass to save memory
+    src_vocab_size: int = _field(
+        0, "Source vocabulary size; 0 takes it from the tokenizer trained on the data.", params=True)
+    tgt_vocab_size: int = _field(
+        0, "Target vocabulary size; 0 takes it from the tokenizer trained on the data.", params=True)
+    embed_dim: int = _field(64, "Width of the token embeddings.", params=True)
+    hidden_size: int = _field(
+        128, "Units of each recurrent layer: per direction in the encoder, and the decoder's size.", params=True)
+    num_layers: int = _field(1, "Stacked recurrent layers in the encoder and in the decoder.", params=True)
+    cell: CellKind = _field("lstm", "The recurrent cell of encoder and decoder.", params=True)
+    bidirectional: bool = _field(
+        False, "Read the source in both directions and concatenate the two states.", params=True)
+    bridge: Literal["copy", "zero", "linear"] = _field(
+        "copy", "How the encoder's final state starts the decoder: as it is, zeros, or through a linear layer.",
+        params=True)
+    context_every_step: bool = _field(
+        False, "Feed the fixed context vector to every decoder step and to the generator (Cho et al. 2014).",
+        params=True)
+    attention: AttentionKind = _field(
+        "none", "The attention score over the encoder outputs (Luong et al. 2015); none for a fixed context.",
+        params=True)
+    attention_style: Literal["luong", "bahdanau"] = _field(
+        "luong", "Where attention sits in the decoder step (see the class docstring).", params=True)
+    input_feeding: bool = _field(
+        False, "Feed the previous attentional state into the next decoder step (Luong et al. 2015, sec. 3.3).",
+        params=True)
+    reverse_source: bool = _field(False, "Read the source backwards (Sutskever et al. 2014).", params=True)
+    dropout: float = _field(0.0, "Dropout rate on embeddings and between layers during training.")
+    tie_embeddings: bool = _field(
+        False, "Share the target embedding matrix with the generator's output layer.", params=True)
+    maxout_units: int = _field(
+        0, "Units of the generator's deep maxout layer, 0 for none (Bahdanau et al. 2015 use 500).", params=True)
+    dtype: Literal["float32", "bfloat16", "auto"] = _field(
+        "float32", "Precision of the matrix products; auto: bfloat16 on hardware with bfloat16 units (precision.py).")
+    init_scale: float = _field(
+        0.0, "When positive, every parameter starts uniform in [-s, s] (Sutskever et al. 2014 use 0.08).", params=True)
+    forget_bias: float = _field(
+        0.0, "Added to the LSTM forget gate's bias (Jozefowicz et al. 2015 use 1).", params=True)
+    remat: bool = _field(False, "Recompute decoder steps in the backward pass to save memory.")
 
     def __post_init__(self):
         _check_choices(self, "model")
@@ -109,28 +142,39 @@ class DataConfig:
     file of pairs, or ``tfds:NAME`` for a TFDS catalog dataset.
     """
 
-    source: str = "dates"
-    src_lang: str = ""  # file suffix / TFDS language key of the source side
-    tgt_lang: str = ""
-    splits: tuple[str, str, str] = ("train", "validation", "test")  # names of train/validation/test
-    data_dir: str = ""  # where TFDS prepares datasets; "" is TFDS's default
-    synthetic_sizes: tuple[int, int, int] = (20000, 1000, 1000)
-    synthetic_seed: int = 0  # the synthetic tasks' pairs are a function of this seed
-    tokenizer: Literal["char", "word", "sentencepiece"] = "char"
-    joint_vocab: bool = True
-    vocab_size: int = 8000  # sentencepiece pieces
-    sentencepiece_model: Literal["unigram", "bpe"] = "unigram"
-    lowercase: bool = False  # word tokenizer
-    min_freq: int = 1  # word / char tokenizer
-    max_vocab_size: int = 0  # word tokenizer, 0 = no limit
-    bucket_lengths: tuple[int, ...] = (16, 32, 64)  # padded lengths; the last is the max length
-    overlong: Literal["drop", "truncate"] = "drop"
-    # Append EOS to every source, as fairseq and JoeyNMT do: attention then has a position
-    # that marks the end, which cures the decoder's length errors (stopping early, repeating).
-    source_eos: bool = False
-    batch_size: int = 64  # sentences per batch
-    batch_tokens: int = 0  # >0: batch by padded tokens instead of sentences
-    eval_batch_size: int = 256
+    source: str = _field(
+        "dates", "A synthetic task, a directory of {split}.{lang} files, a .tsv file of pairs, or tfds:NAME.",
+        params=True)
+    src_lang: str = _field("", "File suffix or TFDS feature key of the source side.", params=True)
+    tgt_lang: str = _field("", "File suffix or TFDS feature key of the target side.", params=True)
+    splits: tuple[str, str, str] = _field(
+        ("train", "validation", "test"), "Names (or TFDS slices) of the train, validation and test splits.")
+    data_dir: str = _field("", "Where TFDS prepares datasets; empty for TFDS's default.")
+    synthetic_sizes: tuple[int, int, int] = _field(
+        (20000, 1000, 1000), "Pairs in the train, validation and test splits of a synthetic task.")
+    synthetic_seed: int = _field(0, "Seed of a synthetic task's pairs.")
+    tokenizer: Literal["char", "word", "sentencepiece"] = _field(
+        "char", "How text becomes tokens.", params=True, tokenizer=("char", "word", "sentencepiece"))
+    joint_vocab: bool = _field(
+        True, "One vocabulary for both sides, trained on both.", params=True,
+        tokenizer=("char", "word", "sentencepiece"))
+    vocab_size: int = _field(8000, "Pieces of a sentencepiece vocabulary.", params=True, tokenizer=("sentencepiece",))
+    sentencepiece_model: Literal["unigram", "bpe"] = _field(
+        "unigram", "The sentencepiece algorithm.", tokenizer=("sentencepiece",))
+    lowercase: bool = _field(
+        False, "Lowercase text before the word tokenizer splits it.", params=True, tokenizer=("word",))
+    min_freq: int = _field(
+        1, "Fewest occurrences for a word or character to get its own token.", tokenizer=("char", "word"))
+    max_vocab_size: int = _field(0, "Most words in a word vocabulary, 0 for no limit.", tokenizer=("word",))
+    bucket_lengths: tuple[int, ...] = _field(
+        (16, 32, 64), "Padded lengths of the batches; the last is the longest sequence kept.")
+    overlong: Literal["drop", "truncate"] = _field(
+        "drop", "What happens to a training pair longer than the longest bucket.")
+    source_eos: bool = _field(
+        False, "Append EOS to every source, as fairseq and JoeyNMT do, so attention can find the end.")
+    batch_size: int = _field(64, "Sentences per training batch.")
+    batch_tokens: int = _field(0, "When positive, batch by this many padded tokens instead of by sentences.")
+    eval_batch_size: int = _field(256, "Sentences per evaluation and decoding batch.")
 
     def __post_init__(self):
         _check_choices(self, "data")
@@ -158,11 +202,13 @@ class ScheduledSamplingConfig:
     inverse_sigmoid: eps_i = k / (k + exp(i / k)) (k >= 1); constant: eps_i = k.
     """
 
-    schedule: Literal["none", "constant", "linear", "exponential", "inverse_sigmoid"] = "none"
-    k: float = 1.0
-    c: float = 1e-4
-    min_prob: float = 0.0
-    mode: Literal["argmax", "sample"] = "argmax"  # how the model's own token is chosen
+    schedule: Literal["none", "constant", "linear", "exponential", "inverse_sigmoid"] = _field(
+        "none", "The decay of the teacher-forcing probability; none is plain teacher forcing.")
+    k: float = _field(1.0, "The schedule's k (see the class docstring).")
+    c: float = _field(1e-4, "The slope c of the linear schedule.")
+    min_prob: float = _field(0.0, "The floor of the linear schedule.")
+    mode: Literal["argmax", "sample"] = _field(
+        "argmax", "How the model's own token is chosen: its most likely token or a sample.")
 
     def __post_init__(self):
         _check_choices(self, "train.scheduled_sampling")
@@ -178,30 +224,38 @@ class ScheduledSamplingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    seed: int = 0
-    num_steps: int = 2000
-    num_epochs: float = 0.0  # >0: overrides num_steps with this many epochs
-    optimizer: Literal["sgd", "momentum", "adam", "adamw"] = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: Literal["constant", "rsqrt", "halving", "plateau"] = "constant"
-    warmup_steps: int = 0
-    halving_start_epoch: float = 5.0  # halving: halve every half epoch after this epoch
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2  # evaluations without improvement of the validation loss
-    clip_norm: float = 1.0  # 0: no clipping
-    label_smoothing: float = 0.0
-    scheduled_sampling: ScheduledSamplingConfig = ScheduledSamplingConfig()
-    eval_every: int = 500
-    eval_max_examples: int = 0  # 0: the whole validation split
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    best_metric: str = "bleu"  # a validation metric name; higher is better except loss/perplexity
-    parallelism: Literal["sharding", "pmap"] = "sharding"
-    max_minutes: float = 0.0  # >0: stop (and save) after this many minutes of this invocation
-    quiet: bool = False
+    seed: int = _field(0, "Seed of the initialisation, the data order, dropout and sampling.")
+    num_steps: int = _field(2000, "Optimizer steps to train for.", resumable=True)
+    num_epochs: float = _field(0.0, "When positive, train this many epochs instead of num_steps.", resumable=True)
+    optimizer: Literal["sgd", "momentum", "adam", "adamw"] = _field("adam", "The Optax optimizer.")
+    learning_rate: float = _field(1e-3, "The peak learning rate.")
+    momentum: float = _field(0.9, "Momentum of the momentum optimizer.")
+    weight_decay: float = _field(0.0, "Decoupled weight decay of adamw.")
+    lr_schedule: Literal["constant", "rsqrt", "halving", "plateau"] = _field(
+        "constant", "The learning-rate schedule (s2s_jax/training/schedules.py).")
+    warmup_steps: int = _field(0, "Steps of linear warmup; the rsqrt schedule's w.")
+    halving_start_epoch: float = _field(
+        5.0, "With the halving schedule, the epoch after which the rate halves every half epoch.")
+    plateau_factor: float = _field(
+        0.5, "With the plateau schedule, the factor applied to the rate when the validation loss stops improving.")
+    plateau_patience: int = _field(
+        2, "With the plateau schedule, evaluations without a better validation loss before the rate is lowered.")
+    clip_norm: float = _field(1.0, "Clip gradients to this global norm, 0 for no clipping.")
+    label_smoothing: float = _field(0.0, "Label smoothing of the cross-entropy.")
+    scheduled_sampling: ScheduledSamplingConfig = _field(
+        ScheduledSamplingConfig(), "Scheduled sampling (Bengio et al. 2015).")
+    eval_every: int = _field(500, "Steps between evaluations on the validation split.", resumable=True)
+    eval_max_examples: int = _field(0, "Validation pairs decoded at each evaluation, 0 for all.", resumable=True)
+    log_every: int = _field(50, "Steps between training log records.", resumable=True)
+    checkpoint_every: int = _field(1000, "Steps between checkpoints.", resumable=True)
+    keep_checkpoints: int = _field(3, "Latest checkpoints kept, besides the best.")
+    best_metric: str = _field(
+        "bleu", "The validation metric that picks the best checkpoint; higher is better except loss and perplexity.")
+    parallelism: Literal["sharding", "pmap"] = _field(
+        "sharding", "How the step spreads over several devices: jit with sharded batches, or pmap.", resumable=True)
+    max_minutes: float = _field(
+        0.0, "When positive, stop (and save) after this many minutes of this invocation.", resumable=True)
+    quiet: bool = _field(False, "Log only warnings, and no progress bar.", resumable=True)
 
     def __post_init__(self):
         _check_choices(self, "train")
@@ -217,17 +271,19 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
-    strategy: Literal["greedy", "beam", "sample"] = "greedy"
-    beam_size: int = 5
-    length_penalty: float = 0.6  # GNMT alpha
-    coverage_penalty: float = 0.0  # GNMT beta (attention models)
-    n_best: int = 1
-    min_len: int = 0
-    max_len_a: float = 0.0  # max_len = a * source_length + b, per row
-    max_len_b: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    strategy: Literal["greedy", "beam", "sample"] = _field("greedy", "How outputs are decoded at evaluation.")
+    beam_size: int = _field(5, "Hypotheses kept by beam search.")
+    length_penalty: float = _field(0.6, "GNMT length penalty alpha of beam search.", translate=True)
+    coverage_penalty: float = _field(
+        0.0, "GNMT coverage penalty beta of beam search (attention models).", translate=True)
+    n_best: int = _field(1, "Hypotheses returned per sentence by beam search.")
+    min_len: int = _field(0, "Fewest output tokens before EOS may end an output.", translate=True)
+    max_len_a: float = _field(0.0, "The a of the output limit a * source length + b.", translate=True)
+    max_len_b: int = _field(
+        64, "The b of the output limit a * source length + b (the limit when a is 0).", translate=True)
+    temperature: float = _field(1.0, "Softmax temperature of sampling.")
+    top_k: int = _field(0, "Sample among the k most likely tokens, 0 for all.")
+    top_p: float = _field(1.0, "Sample within the smallest set of tokens holding this probability (nucleus sampling).")
 
     def __post_init__(self):
         _check_choices(self, "decode")
@@ -237,14 +293,31 @@ class DecodeConfig:
         _require(self.temperature > 0, "decode.temperature", "must be positive")
         _require(0.0 < self.top_p <= 1.0, "decode.top_p", "must be in (0, 1]")
 
+    def with_beam_size(self, beam_size: int | None = None, n_best: int | None = None) -> DecodeConfig:
+        """These settings decoding greedily (``beam_size`` 1), by beam search of that width (> 1),
+        or by their own strategy (None), returning ``n_best`` hypotheses (None: their own
+        ``n_best`` with their own strategy, else 1)."""
+        if beam_size is None and n_best is None:
+            return self
+        if n_best is None:
+            n_best = 1
+        if beam_size is None:
+            strategy, beam_size = self.strategy, self.beam_size
+        else:
+            strategy = "beam" if beam_size > 1 else "greedy"
+        width = beam_size if strategy == "beam" else 1
+        if not 1 <= n_best <= width:
+            raise ConfigError(f"n_best={n_best} needs a beam_size of at least {n_best} (got {width}).")
+        return dataclasses.replace(self, strategy=strategy, beam_size=beam_size, n_best=n_best)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
-    decode: DecodeConfig = DecodeConfig()
-    name: str = "custom"
+    model: ModelConfig = _field(ModelConfig(), "The encoder-decoder architecture.")
+    data: DataConfig = _field(DataConfig(), "The data and its batches.")
+    train: TrainConfig = _field(TrainConfig(), "The optimisation and the training loop.")
+    decode: DecodeConfig = _field(DecodeConfig(), "Decoding at evaluation.", resumable=True)
+    name: str = _field("custom", "The config's name (the preset's).")
 
     def replace(self, **sections: Any) -> Config:
         """``cfg.replace(model={"hidden_size": 256})``: a copy with fields of sections changed."""
@@ -335,3 +408,32 @@ def get_field(cfg: Any, dotted: str) -> Any:
     for name in dotted.split("."):
         cfg = getattr(cfg, name)
     return cfg
+
+
+def best_mode(metric: str) -> Literal["min", "max"]:
+    """Whether a lower ("min") or higher ("max") value of the validation ``metric`` is better."""
+    return "min" if metric in ("loss", "perplexity") else "max"
+
+
+def field_metadata(dotted: str, cls: type = Config) -> dict[str, Any]:
+    """The metadata of field ``dotted`` (``"train.num_steps"``) of :func:`_field`; a field
+    inherits ``resumable`` from its section (every decode setting is resumable)."""
+    meta: dict[str, Any] = {}
+    for name in dotted.split("."):
+        f = {f.name: f for f in dataclasses.fields(cls)}[name]
+        meta = {**f.metadata, "resumable": meta.get("resumable", False) or f.metadata["resumable"]}
+        cls = typing.get_type_hints(cls)[name]
+    return meta
+
+
+def fields_where(key: str, cls: type = Config, prefix: str = "") -> list[str]:
+    """Dotted names of the leaf fields whose metadata ``key`` is set (through their section too)."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = prefix + f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += fields_where(key, hints[f.name], dotted + ".")
+        elif field_metadata(dotted)[key]:
+            out.append(dotted)
+    return out

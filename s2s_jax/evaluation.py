@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import sacrebleu
 
+from s2s_jax.checkpoint import restore, saved_config
 from s2s_jax.config import DataConfig, DecodeConfig
 from s2s_jax.data.dataset import TokenizedSplit, prepare_data
 from s2s_jax.data.pipeline import eval_batches
@@ -94,30 +95,18 @@ def split_role(cfg: DataConfig, split: str) -> str:
                       f"({', '.join(cfg.splits)}).")
 
 
-def with_beam_size(cfg: DecodeConfig, beam_size: int) -> DecodeConfig:
-    """``cfg`` decoding greedily (``beam_size`` 1), by beam search of that width (> 1), or as it is (0)."""
-    if beam_size == 0:
-        return cfg
-    if beam_size == 1:
-        return dataclasses.replace(cfg, strategy="greedy")
-    return dataclasses.replace(cfg, strategy="beam", beam_size=beam_size, n_best=1)
-
-
-def evaluate_workdir(workdir: str, split: str = "test", checkpoint: str | int = "best", beam_size: int = 0,
+def evaluate_workdir(workdir: str, split: str = "test", checkpoint: str | int = "best", beam_size: int | None = None,
                      output: str | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Decode ``split`` with checkpoint ``checkpoint`` of the run in ``workdir``; write the
     hypotheses (one line per input, in input order) to ``output`` (default
     ``WORKDIR/eval/SPLIT-stepN-DECODING.txt``) and the scores beside it (``.scores.json``).
     Returns the scores: BLEU, chrF and their signatures, exact match, teacher-forced
     loss, the number of examples, the checkpoint step and the decode settings."""
-    from s2s_jax.checkpoint import restore_run, saved_config
-
     saved = saved_config(workdir)
     role = split_role(saved.data, split) if saved is not None else split  # a bad split fails before restoring
-    state, _, tgt_tok = restore_run(workdir, checkpoint)
-    cfg = state.config
+    cfg, state, _, tgt_tok = restore(workdir, checkpoint)
     data = prepare_data(cfg, workdir, splits=(role,))
-    decode_cfg = with_beam_size(cfg.decode, beam_size)
+    decode_cfg = cfg.decode.with_beam_size(beam_size)
     step = int(state.step)
     name = split_names(cfg.data, (role,))[role]
     decoding = f"beam{decode_cfg.beam_size}" if decode_cfg.strategy == "beam" else decode_cfg.strategy

@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from s2s_jax.checkpoint import restore_run
+from s2s_jax.checkpoint import restore
 from s2s_jax.data.dataset import TokenizedSplit, prepare_data
+from s2s_jax.data.pipeline import pad_to_bucket
 from s2s_jax.decoding.greedy import greedy_decode
 from s2s_jax.fileio import atomic_open
 from s2s_jax.parallel import Parallel
 from s2s_jax.summary import read_metrics
 from s2s_jax.training.step import TrainState
-from s2s_jax.vocab import EOS_ID, PAD_ID, Tokenizer
+from s2s_jax.vocab import EOS_ID, Tokenizer
 
 log = logging.getLogger("s2s_jax")
 
@@ -131,11 +132,7 @@ def attention_examples(state: TrainState, split: TokenizedSplit, src_tokenizer: 
     rows = [i for i in rows if i < len(split)]
     if not rows:
         return []
-    longest = max(len(split.src[i]) for i in rows)
-    width = next((b for b in cfg.data.bucket_lengths if b >= longest), longest)
-    src = np.full((len(rows), width), PAD_ID, np.int32)
-    for r, i in enumerate(rows):
-        src[r, :len(split.src[i])] = split.src[i]
+    src = pad_to_bucket([split.src[i] for i in rows], cfg.data.bucket_lengths)
     if parallel is not None:
         src = parallel.replicate(src)
     tokens, attention = greedy_decode(state.model, state.params, src, cfg.decode.max_len_b,
@@ -161,7 +158,7 @@ def plot_run(workdir: str, out: str | None = None, split: str = "validation", ex
     the first ``examples`` pairs of ``split``, decoded with ``checkpoint`` of the run in
     ``workdir``, into ``out`` (default ``workdir/plots``). Returns the paths written."""
     out = out or os.path.join(workdir, "plots")
-    state, src_tok, tgt_tok = restore_run(workdir, checkpoint)
+    _, state, src_tok, tgt_tok = restore(workdir, checkpoint)
     paths = [os.path.join(out, "curves.png")]
     training_curves(workdir, path=paths[0])
     if state.config.model.attention == "none":

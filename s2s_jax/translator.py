@@ -18,18 +18,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from s2s_jax.config import Config, DecodeConfig
+from s2s_jax.checkpoint import restore
+from s2s_jax.config import Config, DecodeConfig, fields_where
 from s2s_jax.data.dataset import source_ids, truncate_source
-from s2s_jax.data.pipeline import bucket_index
-from s2s_jax.decoding import beam_search, greedy_decode
+from s2s_jax.data.pipeline import bucket_index, pad_rows
+from s2s_jax.decoding import decode_hypotheses
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.seq2seq import Seq2Seq
-from s2s_jax.vocab import PAD_ID, Tokenizer
+from s2s_jax.training.step import TrainState
+from s2s_jax.vocab import Tokenizer
 
 log = logging.getLogger(__name__)
 
-# Fields of DecodeConfig a call may override; the strategy follows from beam_size.
-DECODE_OPTIONS = ("length_penalty", "coverage_penalty", "min_len", "max_len_a", "max_len_b")
+# Fields of DecodeConfig a call may override (marked translate=True); the strategy follows from beam_size.
+DECODE_OPTIONS = tuple(f.removeprefix("decode.") for f in fields_where("translate"))
 
 
 class Hypothesis(NamedTuple):
@@ -59,10 +61,7 @@ def _batches(ids: Sequence[Sequence[int]], buckets: tuple[int, ...], batch_size:
             end += 1
         chunk = order[start:end]
         rows = min(batch_size, 1 << (len(chunk) - 1).bit_length())
-        src = np.full((rows, int(width)), PAD_ID, np.int32)
-        for row, i in enumerate(chunk):
-            src[row, :len(ids[i])] = ids[i]
-        out.append(_Batch(chunk, src))
+        out.append(_Batch(chunk, pad_rows([ids[i] for i in chunk], int(width), rows)))
         start = end
     return out
 
@@ -84,45 +83,44 @@ class Translator:
     def from_workdir(cls, workdir: str, checkpoint: str | int = "best") -> Translator:
         """The run in ``workdir`` at ``checkpoint``: "best" (the best validation checkpoint, or the
         latest while there is none), "latest", or a step number. Reads only the workdir."""
-        from s2s_jax.checkpoint import restore_run
+        _, state, src_tok, tgt_tok = restore(workdir, checkpoint)
+        return cls.from_state(state, src_tok, tgt_tok)
 
-        state, src_tok, tgt_tok = restore_run(workdir, checkpoint)
-        return cls(state.model, state.params, src_tok, tgt_tok, state.config, int(state.step))
+    @classmethod
+    def from_state(cls, state: TrainState, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer) -> Translator:
+        """A train state in memory (in a notebook, after ``train_step``s) with its tokenizers."""
+        return cls(state.model, state.params, src_tokenizer, tgt_tokenizer, state.config, int(state.step))
 
     def decode_config(self, beam_size: int | None = None, n_best: int = 1, **options: Any) -> DecodeConfig:
-        """The run's ``decode`` settings with these changes. ``beam_size`` None keeps the run's
-        (its ``decode.beam_size`` when ``decode.strategy`` is "beam", else 1 = greedy);
+        """The run's ``decode`` settings with these changes: ``beam_size`` 1 decodes greedily,
+        more by beam search, None as the run does (:meth:`DecodeConfig.with_beam_size`);
         ``options`` are any of :data:`DECODE_OPTIONS`."""
         unknown = sorted(set(options) - set(DECODE_OPTIONS))
         if unknown:
             raise ConfigError(f"unknown decode option {unknown[0]!r}; choose from {', '.join(DECODE_OPTIONS)}.")
-        base = self.config.decode
-        if beam_size is None:
-            beam_size = base.beam_size if base.strategy == "beam" else 1
-        if not 1 <= n_best <= beam_size:
-            raise ConfigError(f"n_best={n_best} needs a beam_size of at least {n_best} (got {beam_size}).")
-        return dataclasses.replace(base, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size,
-                                   n_best=n_best, **options)
+        return dataclasses.replace(self.config.decode.with_beam_size(beam_size, n_best), **options)
 
     def translate(self, sentences: Sequence[str], *, beam_size: int | None = None, n_best: int = 1,
                   batch_size: int | None = None, progress: Callable[[int], None] | None = None,
                   **options: Any) -> list[str] | list[list[Hypothesis]]:
         """Translations of ``sentences``, in their order: a string each, or with ``n_best`` > 1
         a best-first list of ``n_best`` :class:`Hypothesis`. Greedy with ``beam_size`` 1, beam
-        search otherwise; ``options`` override the run's decode settings (:data:`DECODE_OPTIONS`).
-        ``batch_size`` (default ``data.eval_batch_size``) bounds the sentences decoded together;
-        ``progress(n)`` is called as each batch of n sentences is done."""
+        search with more, the run's decoding with None; ``options`` override the run's decode
+        settings (:data:`DECODE_OPTIONS`). ``batch_size`` (default ``data.eval_batch_size``) bounds
+        the sentences decoded together; ``progress(n)`` is called as each batch of n sentences is done."""
         cfg = self.decode_config(beam_size, n_best, **options)
-        hyps = self._run(sentences, cfg, scored=n_best > 1, batch_size=batch_size, progress=progress)
+        hyps = self._run(sentences, cfg, batch_size=batch_size, progress=progress)
         return hyps if n_best > 1 else [h[0].text for h in hyps]
 
     def hypotheses(self, sentences: Sequence[str], *, beam_size: int | None = None, n_best: int = 1,
                    batch_size: int | None = None, progress: Callable[[int], None] | None = None,
                    **options: Any) -> list[list[Hypothesis]]:
-        """Like :meth:`translate`, but always the scored lists (``beam_size`` 1 is a beam of one,
-        which is greedy decoding with its score)."""
+        """Like :meth:`translate`, but always the scored lists (greedy decoding runs as a beam of
+        one, which gives the same output with its score)."""
         cfg = self.decode_config(beam_size, n_best, **options)
-        return self._run(sentences, cfg, scored=True, batch_size=batch_size, progress=progress)
+        if cfg.strategy == "greedy":
+            cfg = dataclasses.replace(cfg, strategy="beam", beam_size=1)
+        return self._run(sentences, cfg, batch_size=batch_size, progress=progress)
 
     def encode(self, sentences: Sequence[str]) -> list[list[int]]:
         """Source ids of ``sentences``, truncated to the longest bucket (with one warning)."""
@@ -134,7 +132,7 @@ class Translator:
                         "and were truncated; the first is input %d.", len(long), len(ids), limit, long[0] + 1)
         return [truncate_source(x, limit, self.config.data) for x in ids]
 
-    def _run(self, sentences: Sequence[str], cfg: DecodeConfig, scored: bool, batch_size: int | None,
+    def _run(self, sentences: Sequence[str], cfg: DecodeConfig, batch_size: int | None,
              progress: Callable[[int], None] | None) -> list[list[Hypothesis]]:
         if isinstance(sentences, str):
             raise TypeError("translate() takes a list of sentences, not one string.")
@@ -144,21 +142,10 @@ class Translator:
         ids = self.encode(sentences)
         out = [[Hypothesis(0.0, "")] * cfg.n_best for _ in ids]
         for batch in _batches(ids, self.config.data.bucket_lengths, batch_size):
-            tokens, scores = self._decode(batch.src, cfg, scored)
+            tokens, scores = (np.asarray(x) for x in decode_hypotheses(self.model, self.params, batch.src, cfg))
             for row, i in enumerate(batch.indices):
                 out[i] = [Hypothesis(float(scores[row, k]), self.tgt_tokenizer.decode(tokens[row, k]))
                           for k in range(cfg.n_best)]
             if progress is not None:
                 progress(len(batch.indices))
         return out
-
-    def _decode(self, src: np.ndarray, cfg: DecodeConfig, scored: bool) -> tuple[np.ndarray, np.ndarray]:
-        """src [rows, src_len] -> (tokens [rows, n_best, width], scores [rows, n_best]; NaN unscored)."""
-        limits = dict(max_len=cfg.max_len_b, max_len_a=cfg.max_len_a, min_len=cfg.min_len)
-        if cfg.beam_size == 1 and not scored:
-            tokens = np.asarray(greedy_decode(self.model, self.params, src, **limits))[:, None]
-            return tokens, np.full(tokens.shape[:2], np.nan, np.float32)
-        tokens, scores = beam_search(self.model, self.params, src, beam_size=cfg.beam_size, n_best=cfg.n_best,
-                                     length_penalty=cfg.length_penalty, coverage_penalty=cfg.coverage_penalty,
-                                     **limits)
-        return np.asarray(tokens), np.asarray(scores)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import abc
 import base64
 import collections
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
 
 from s2s_jax.config import DataConfig
 from s2s_jax.errors import TokenizerError
+from s2s_jax.fileio import atomic_write_text
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -226,16 +228,13 @@ def tokenizer_path(workdir: str, side: str) -> str:
 
 
 def tokenizer_settings(cfg: DataConfig) -> dict:
-    """The ``DataConfig`` fields a tokenizer of ``cfg.tokenizer`` kind is trained with."""
-    names = {"char": ("min_freq",), "word": ("lowercase", "min_freq", "max_vocab_size"),
-             "sentencepiece": ("vocab_size", "sentencepiece_model")}[cfg.tokenizer]
-    return {name: getattr(cfg, name) for name in ("tokenizer", "joint_vocab", *names)}
+    """The ``DataConfig`` fields a tokenizer of ``cfg.tokenizer`` kind is trained with: those
+    whose ``tokenizer`` metadata names that kind."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if cfg.tokenizer in f.metadata["tokenizer"]}
 
 
 def save_tokenizers(workdir: str, src: Tokenizer, tgt: Tokenizer, cfg: DataConfig | None = None) -> None:
     """Write both tokenizers (atomically), with the settings of ``cfg`` they were trained with."""
-    from s2s_jax.fileio import atomic_write_text
-
     settings = {"data": tokenizer_settings(cfg)} if cfg is not None else {}
     for side, tok in (("src", src), ("tgt", tgt)):
         atomic_write_text(tokenizer_path(workdir, side), json.dumps(tok.to_json() | settings))

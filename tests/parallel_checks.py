@@ -172,7 +172,7 @@ def check_decoding(results: dict, state, par) -> None:
 
 def check_loop(results: dict, outdir: str) -> None:
     """train() in a process of a multi-process run: every process calls it on the same workdir."""
-    from s2s_jax.training.loop import train
+    from s2s_jax.loop import train
 
     state = train(loop_config(), os.path.join(outdir, "loop_mp"))
     results["loop"] = {"devices": device_count_of(state), "step": int(state.step),

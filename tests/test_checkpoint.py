@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 import s2s_jax as s2s
-from s2s_jax.checkpoint import LATEST, Checkpointer, restore_run
+from s2s_jax.checkpoint import CHECKPOINTS, Checkpointer, restore
 from s2s_jax.data.dataset import prepare_data
 from s2s_jax.errors import CheckpointError
 from s2s_jax.fileio import atomic_write_text
+from s2s_jax.training.schedules import plateau_schedule
 from s2s_jax.vocab import tokenizer_path
 from tests.conftest import random_batch, tiny_model
 
@@ -48,13 +49,13 @@ def shifted(state: s2s.TrainState, step: int) -> s2s.TrainState:
 @pytest.fixture(scope="module")
 def trained():
     """A state after two real updates (non-trivial optimizer moments), and the abstract
-    structure of one (as restore_run uses: nothing initialised or compiled)."""
+    structure of one (as restore uses: nothing initialised or compiled)."""
     cfg = tiny_config()
     fresh = abstract_state(cfg)
     state = s2s.create_train_state(cfg, jax.random.key(0))
     for i in range(2):
         state, _ = s2s.train_step(state, random_batch(4, 7, 6, seed=i), jax.random.key(i))
-    return state.replace(lr_scale=jnp.asarray(0.25, jnp.float32)), fresh
+    return state.replace(plateau=state.plateau._replace(scale=jnp.asarray(0.25, jnp.float32))), fresh
 
 
 def abstract_state(cfg: s2s.Config) -> s2s.TrainState:
@@ -68,7 +69,7 @@ def save_one(workdir: str, state: s2s.TrainState) -> None:
 
 
 META = {"data_iterator": {"epoch": 3, "batch": 7},
-        "loop": {"plateau": {"best": float("inf"), "bad": 1, "scale": 0.25}, "best": 12.5}}
+        "loop": {"best": 12.5, "minutes": 1.5}}
 
 
 def test_round_trip_restores_everything(trained, tmp_path):
@@ -93,22 +94,23 @@ def test_best_survives_rotation_and_is_replaced_only_by_a_better_one(trained, tm
     meta = {"config": state.config.to_dict(), **META}
     ckpt = Checkpointer(str(tmp_path), keep=1)
     for step in range(1, 8):
-        ckpt.save(shifted(state, step), jax.random.key(step), meta)
-        if step == 3:
-            ckpt.save(shifted(state, step), jax.random.key(step), meta, best=True)
+        best = {1: ("bleu", 10.0), 3: ("bleu", 30.0), 5: ("bleu", 20.0)}.get(step)
+        ckpt.save(shifted(state, step), jax.random.key(step), meta, best)
     ckpt.wait()
-    assert ckpt.latest.all_steps() == [7] and ckpt.best.all_steps() == [3]
+    assert ckpt.steps() == [3, 7] and ckpt.step_of("best") == 3
     restored, _, _ = ckpt.restore(fresh, jax.random.key(0), "best")
     assert int(restored.step) == 3 and leaves_equal(restored.params, shifted(state, 3).params)
     restored, _, _ = ckpt.restore(fresh, jax.random.key(0), 3)
     assert int(restored.step) == 3
-    # A replayed run (resumed from step 2) finds its best at step 5 and again at 5: each replaces the old best.
-    ckpt.save(shifted(state, 5), jax.random.key(5), meta, best=True)
-    ckpt.save(shifted(state, 5), jax.random.key(5), meta, best=True)
-    ckpt.save(shifted(state, 4), jax.random.key(4), meta, best=True)
+    # A better one replaces it; a lower metric is better for the loss.
+    ckpt.save(shifted(state, 8), jax.random.key(8), meta, ("bleu", 31.0))
     ckpt.close()
-    assert sorted(os.listdir(tmp_path / "checkpoints_best")) == ["4"]
-    assert sorted(os.listdir(tmp_path / LATEST)) == ["7"]
+    assert sorted(os.listdir(tmp_path / CHECKPOINTS)) == ["8"]
+    ckpt = Checkpointer(str(tmp_path / "by_loss"), keep=1)
+    for step, loss in ((1, 2.0), (2, 1.0), (3, 1.5), (4, None)):
+        ckpt.save(shifted(state, step), jax.random.key(step), meta, None if loss is None else ("loss", loss))
+    ckpt.close()
+    assert sorted(os.listdir(tmp_path / "by_loss" / CHECKPOINTS)) == ["2", "4"]
 
 
 def test_async_saves_hold_the_state_of_their_step(trained, tmp_path):
@@ -125,7 +127,7 @@ def test_async_saves_hold_the_state_of_their_step(trained, tmp_path):
         state, _ = s2s.train_step(state, random_batch(4, 7, 6, seed=10 + i), jax.random.key(i))
     ckpt.close()
     ckpt = Checkpointer(str(tmp_path), read_only=True)
-    assert ckpt.latest.all_steps() == sorted(expected)
+    assert ckpt.steps() == sorted(expected)
     for step, params in expected.items():
         restored, _, _ = ckpt.restore(fresh, jax.random.key(0), step)
         assert leaves_equal(restored.params, params), step
@@ -185,7 +187,7 @@ def _garble(path: str) -> None:
 def test_a_damaged_checkpoint_is_refused(trained, tmp_path, damage):
     state, fresh = trained
     save_one(str(tmp_path), state)
-    damage(str(tmp_path / LATEST / "2"))
+    damage(str(tmp_path / CHECKPOINTS / "2"))
     with pytest.raises(CheckpointError) as e:
         Checkpointer(str(tmp_path)).restore(fresh, jax.random.key(0))
     message = str(e.value)
@@ -216,31 +218,32 @@ def workdir(trained, tmp_path_factory):
     meta = {"config": cfg.to_dict(), **META}
     ckpt = Checkpointer(path)
     for step in (4, 5, 6):
-        ckpt.save(shifted(state, step), jax.random.key(step), meta, best=step == 5)
+        ckpt.save(shifted(state, step), jax.random.key(step), meta, ("bleu", 50.0) if step == 5 else None)
     ckpt.close()
     return path, state
 
 
 @pytest.mark.parametrize("which, step", [("best", 5), ("latest", 6), (4, 4)])
-def test_restore_run_picks_the_checkpoint(workdir, which, step):
+def test_restore_picks_the_checkpoint(workdir, which, step):
     path, state = workdir
-    restored, _, tgt_tok = restore_run(path, which)
+    _, restored, _, tgt_tok = restore(path, which)
     assert int(restored.step) == step and leaves_equal(restored.params, shifted(state, step).params)
     assert tgt_tok.vocab_size == restored.config.model.tgt_vocab_size
 
 
-def test_restore_run_is_read_only_and_falls_back_to_latest(workdir, tmp_path):
+def test_restore_is_read_only_and_falls_back_to_latest(workdir, tmp_path):
     path, _ = workdir
     copy = str(tmp_path / "run")
-    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("checkpoints_best"))
-    leftover = os.path.join(copy, LATEST, "7.orbax-checkpoint-tmp-123")  # a save in progress elsewhere
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("5"))  # the best one
+    leftover = os.path.join(copy, CHECKPOINTS, "7.orbax-checkpoint-tmp-123")  # a save in progress elsewhere
     os.makedirs(leftover)
-    restored, _, _ = restore_run(copy, "best")
+    _, restored, _, _ = restore(copy, "best")
     assert int(restored.step) == 6
-    assert os.path.isdir(leftover) and not os.path.exists(os.path.join(copy, "checkpoints_best"))
+    assert os.path.isdir(leftover) and sorted(os.listdir(os.path.join(copy, CHECKPOINTS))) == sorted(
+        ["4", "6", "7.orbax-checkpoint-tmp-123"])
 
 
-def test_restore_run_refuses_tokenizers_of_another_vocabulary(workdir, tmp_path):
+def test_restore_refuses_tokenizers_of_another_vocabulary(workdir, tmp_path):
     path, _ = workdir
     copy = str(tmp_path / "run")
     shutil.copytree(path, copy)
@@ -251,7 +254,7 @@ def test_restore_run_refuses_tokenizers_of_another_vocabulary(workdir, tmp_path)
     atomic_write_text(tgt, json.dumps(tok))
     with pytest.raises(CheckpointError, match=r"tgt\.json has \d+ tokens but the model in .* was trained with "
                                               r"model\.tgt_vocab_size=\d+\.$"):
-        restore_run(copy)
+        restore(copy)
 
 
 # Saves step 1, then starts saving step 2 and blocks just before Orbax commits it (all data written).
@@ -280,7 +283,8 @@ def big_state(step: int) -> s2s.TrainState:
     cfg = tiny_config()
     params = {"w": jnp.full((512, 1024), float(step)), "b": jnp.arange(1024.0) * step}
     return s2s.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state={"m": params["w"] * 2},
-                          lr_scale=jnp.ones((), jnp.float32), config=cfg, model=None, tx=None, lr_fn=None)
+                          plateau=plateau_schedule(cfg.train).init(params), config=cfg, model=None, tx=None,
+                          lr_fn=None)
 
 
 def test_sigkill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
@@ -295,7 +299,7 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
     finally:
         proc.kill()
         proc.communicate()
-    entries = os.listdir(tmp_path / LATEST)
+    entries = os.listdir(tmp_path / CHECKPOINTS)
     assert "1" in entries and "2" not in entries and any(e.startswith("2.orbax-checkpoint-tmp") for e in entries)
     reader = Checkpointer(str(tmp_path), read_only=True)
     assert reader.steps() == [1]
@@ -306,4 +310,4 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint(tmp_path):
     writer = Checkpointer(str(tmp_path))
     writer.save(big_state(2), jax.random.key(2), {"config": big_state(2).config.to_dict()})
     writer.close()
-    assert sorted(os.listdir(tmp_path / LATEST)) == ["1", "2"]
+    assert sorted(os.listdir(tmp_path / CHECKPOINTS)) == ["1", "2"]

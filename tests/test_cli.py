@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from s2s_jax.cli import parse_config, train_main
+from s2s_jax.config import field_metadata, get_field
+from s2s_jax.presets import get_preset
 
 
 def _noop(parser):
@@ -40,25 +43,24 @@ def test_bad_flags_end_in_one_line(argv, message, capsys):
     assert len(err.splitlines()) == 1 and err.startswith("s2s-train: error:") and message in err
 
 
-def test_help_lists_every_field_with_its_default():
+def leaf_fields(obj, prefix: str) -> list[str]:
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out += leaf_fields(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+    return out
+
+
+def test_help_explains_every_field_in_one_sentence_with_its_default():
     out = subprocess.run([sys.executable, "-m", "s2s_jax.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    from s2s_jax.config import Config
-
-    def leaves(obj, prefix):
-        import dataclasses
-
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                yield from leaves(value, f"{prefix}{f.name}.")
-            else:
-                yield f"--{prefix}{f.name}".replace("_", "-"), value
-
-    from s2s_jax.presets import get_preset
-
-    cfg: Config = get_preset("dates")
+    text = " ".join(out.split())  # argparse wraps the help
+    cfg = get_preset("dates")
     for section in ("model", "data", "train", "decode"):
-        for flag, _ in leaves(getattr(cfg, section), section + "."):
-            assert flag in out
-    assert "(default: 'gru')" in out  # the dates preset's cell
+        for dotted in leaf_fields(getattr(cfg, section), section + "."):
+            doc = field_metadata(dotted)["doc"]
+            plain = doc.replace("et al. ", "").replace("sec. ", "")
+            assert doc[0].isupper() and doc.endswith(".") and ". " not in plain, f"{dotted}: {doc!r}"
+            assert f"--{dotted.replace('_', '-')} " in text, dotted
+            assert f"{doc} (default: {get_field(cfg, dotted)!r})" in text, dotted
+    assert "(default: 'gru')" in text  # the dates preset's cell

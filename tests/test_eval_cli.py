@@ -11,14 +11,14 @@ import os
 import numpy as np
 import pytest
 
-from s2s_jax.checkpoint import Checkpointer, restore_run
+from s2s_jax.checkpoint import Checkpointer, restore
 from s2s_jax.cli import eval_main
 from s2s_jax.config import DecodeConfig
 from s2s_jax.data.synthetic import generate
 from s2s_jax.decoding import decode
 from s2s_jax.evaluation import corpus_scores
+from s2s_jax.loop import train
 from s2s_jax.presets import get_preset
-from s2s_jax.training.loop import train
 from s2s_jax.vocab import EOS_ID, PAD_ID
 
 pytestmark = pytest.mark.xdist_group("eval_run")  # one worker trains the run for all
@@ -38,12 +38,12 @@ def workdir(tmp_path_factory):
     return workdir
 
 
-restore = functools.lru_cache(restore_run)
+restored = functools.lru_cache(restore)
 
 
 def reference_hypotheses(workdir, checkpoint, decode_cfg):
     """Every test sentence, in order, in one batch padded to 16, decoded and detokenised."""
-    state, src_tok, tgt_tok = restore(workdir, checkpoint)
+    _, state, src_tok, tgt_tok = restored(workdir, checkpoint)
     test = generate("copy", SIZES, 0)[2]
     src = np.full((len(test), 16), PAD_ID, np.int32)
     for row, (s, _) in enumerate(test):
@@ -65,7 +65,7 @@ def read_run(output):
 def test_eval_writes_hypotheses_in_order_and_scores(workdir, tmp_path, checkpoint, beam_size, explicit_output,
                                                     capsys):
     ckpt = Checkpointer(workdir, async_save=False)
-    step = {"best": ckpt.best.latest_step(), "latest": ckpt.latest.latest_step()}[checkpoint]
+    step = ckpt.step_of(checkpoint)
     ckpt.close()
     args = ["--workdir", workdir, "--split", "test", "--checkpoint", checkpoint, "--beam-size", str(beam_size)]
     if explicit_output:

@@ -7,7 +7,7 @@ import sacrebleu
 
 from s2s_jax.config import DataConfig, DecodeConfig
 from s2s_jax.errors import ConfigError
-from s2s_jax.evaluation import corpus_scores, split_role, with_beam_size
+from s2s_jax.evaluation import corpus_scores, split_role
 
 REFS = ["A man in an orange hat starring at something.", "A Boston Terrier is running on lush green grass.",
         "A girl in karate uniform breaking a stick with a front kick.", "Five people wearing winter jackets."]
@@ -51,7 +51,7 @@ def test_split_roles_by_role_or_name():
 
 def test_beam_size_flag_picks_the_strategy():
     base = DecodeConfig(strategy="greedy", beam_size=5, n_best=2, max_len_b=9)
-    assert with_beam_size(base, 0) == base
-    assert with_beam_size(DecodeConfig(strategy="beam"), 1).strategy == "greedy"
-    beam = with_beam_size(base, 3)
+    assert base.with_beam_size(None) == base
+    assert DecodeConfig(strategy="beam").with_beam_size(1).strategy == "greedy"
+    beam = base.with_beam_size(3)
     assert (beam.strategy, beam.beam_size, beam.n_best, beam.max_len_b) == ("beam", 3, 1, 9)

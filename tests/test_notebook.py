@@ -28,6 +28,12 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+def test_notebook_uses_only_the_package_namespace():
+    code = "\n".join(c.source for c in read_notebook().cells if c.cell_type == "code")
+    assert "import s2s_jax as s2s" in code
+    assert "from s2s_jax" not in code and "s2s_jax." not in code
+
+
 def kernel_running_this_python(tmp_path) -> KernelManager:
     """A kernel started with this interpreter (the project's virtual environment), whatever
     kernels the machine has registered."""

@@ -20,10 +20,10 @@ import pytest
 
 from s2s_jax.checkpoint import Checkpointer
 from s2s_jax.errors import ConfigError
+from s2s_jax.loop import train
 from s2s_jax.parallel import Parallel, initialize_distributed
 from s2s_jax.summary import read_metrics
 from s2s_jax.training import step as step_lib
-from s2s_jax.training.loop import train
 from s2s_jax.training.step import create_train_state
 from tests.conftest import random_batch
 from tests.parallel_checks import BF16_STEPS, DEVICES, flat, loop_config, step_config

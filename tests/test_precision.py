@@ -8,8 +8,8 @@ import os
 import jax.numpy as jnp
 
 import s2s_jax as s2s
+from s2s_jax.loop import run
 from s2s_jax.precision import auto_dtype, compute_dtype, cpu_bfloat16_flags, resolve_dtype
-from s2s_jax.training.loop import run
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

@@ -16,9 +16,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, TENSORS, EventAccumulator
 
 import s2s_jax as s2s
+from s2s_jax.loop import EXAMPLES_PER_EVAL, RunResult, run
 from s2s_jax.plots import attention_examples
 from s2s_jax.summary import TENSORBOARD_DIR, TRANSLATIONS_TAG, MetricsWriter, examples_markdown, progress, read_metrics
-from s2s_jax.training.loop import EXAMPLES_PER_EVAL, RunResult, run
 
 pytestmark = pytest.mark.xdist_group("tiny_run")  # test_plot_cli.py reuses the run in the same worker
 

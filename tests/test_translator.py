@@ -39,7 +39,7 @@ def build_workdir(root: str) -> str:
     abstract = jax.eval_shape(functools.partial(s2s.create_train_state, cfg), jax.random.key(0))
     rng = np.random.default_rng(0)
     state = jax.tree_util.tree_map(lambda x: np.asarray(rng.uniform(-1.0, 1.0, x.shape), x.dtype), abstract)
-    state = state.replace(step=np.asarray(3, np.int32), lr_scale=np.ones((), np.float32))
+    state = state.replace(step=np.asarray(3, np.int32), plateau=state.plateau._replace(scale=np.ones((), np.float32)))
     ckpt = Checkpointer(path)
     ckpt.save(state, jax.random.key(0), {"config": cfg.to_dict(), "data_iterator": {}, "loop": {}})
     ckpt.close()

@@ -20,12 +20,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import grain
 import numpy as np
 
-from s2s_jax.config import DataConfig
-from s2s_jax.data.dataset import TokenizedSplit
+from s2s_jax.config import Config, DataConfig
+from s2s_jax.data.dataset import Data, TokenizedSplit, prepare_data
 from s2s_jax.errors import ConfigError
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -39,6 +40,23 @@ class PlannedBatch:
 
 def bucket_index(lengths: np.ndarray, buckets: tuple[int, ...]) -> np.ndarray:
     return np.searchsorted(np.asarray(buckets), lengths, side="left")
+
+
+def pad_rows(rows: Sequence[Sequence[int]], width: int, num_rows: int | None = None) -> np.ndarray:
+    """``rows`` right-padded with PAD_ID into [num_rows (default len(rows)), width] int32;
+    rows beyond ``rows`` are all PAD."""
+    out = np.full((len(rows) if num_rows is None else num_rows, width), PAD_ID, np.int32)
+    for r, ids in enumerate(rows):
+        out[r, :len(ids)] = ids
+    return out
+
+
+def pad_to_bucket(rows: Sequence[Sequence[int]], buckets: tuple[int, ...], num_rows: int | None = None) -> np.ndarray:
+    """``rows`` padded to the smallest of ``buckets`` that holds the longest (its own length
+    beyond the last), so repeated calls reuse a few compiled programs: [num_rows, bucket]."""
+    longest = max((len(x) for x in rows), default=1)
+    width = next((b for b in buckets if b >= longest), longest)
+    return pad_rows(rows, width, num_rows)
 
 
 def check_batch_rows(rows: int, multiple: int) -> None:
@@ -90,16 +108,8 @@ def collate(split: TokenizedSplit, planned: PlannedBatch, process_index: int = 0
     """A planned batch (this process's rows of it) as padded arrays:
     src [rows, src_len], tgt [rows, tgt_len + 1] = BOS y EOS PAD..., index [rows]."""
     indices = np.array_split(planned.indices, process_count)[process_index]
-    src = np.full((len(indices), planned.src_len), PAD_ID, np.int32)
-    tgt = np.full((len(indices), planned.tgt_len + 1), PAD_ID, np.int32)
-    for row, i in enumerate(indices):
-        if i < 0:
-            continue
-        s, t = split.src[i], split.tgt[i]
-        src[row, :len(s)] = s
-        tgt[row, 0] = BOS_ID
-        tgt[row, 1:len(t) + 1] = t
-        tgt[row, len(t) + 1] = EOS_ID
+    src = pad_rows([split.src[i] if i >= 0 else () for i in indices], planned.src_len)
+    tgt = pad_rows([(BOS_ID, *split.tgt[i], EOS_ID) if i >= 0 else () for i in indices], planned.tgt_len + 1)
     return {"src": src, "tgt": tgt, "index": indices.astype(np.int32)}
 
 
@@ -170,3 +180,18 @@ def eval_batches(split: TokenizedSplit, cfg: DataConfig, *, limit: int = 0, mult
     rows = min(rows, -(-len(split) // multiple) * multiple) or multiple
     plan = make_plan(split, cfg, rows=rows, shuffle=False)
     return [collate(split, p, process_index, process_count) for p in plan]
+
+
+def load_data(cfg: Config, workdir: str | None = None, *, multiple: int = 1, process_index: int = 0,
+              process_count: int = 1) -> tuple[Data, BatchIterator]:
+    """The data of ``cfg`` and its training batches: ``(data, batches)``.
+
+    ``data`` holds the config with the vocabulary sizes filled in (``data.config``), the
+    tokenizers (trained on the training split, or loaded from ``workdir`` and saved there when
+    given) and the tokenized splits; ``batches`` iterates over shuffled training batches
+    ``{"src", "tgt", "index"}`` in the order of ``train.seed``. ``multiple`` rounds the rows of a
+    batch for that many devices; each of ``process_count`` hosts gets its slice of every batch."""
+    data = prepare_data(cfg, workdir)
+    batches = BatchIterator(data.splits["train"], data.config.data, seed=cfg.train.seed, multiple=multiple,
+                            process_index=process_index, process_count=process_count)
+    return data, batches

@@ -39,15 +39,14 @@ from typing import TYPE_CHECKING
 
 from s2s_jax.config import DataConfig
 from s2s_jax.data import synthetic
+from s2s_jax.data.text_files import Pairs, SplitFiles
 from s2s_jax.errors import ConfigError, DataError
 
-# TFDS takes seconds to import: only the file and catalog sources import it, when used.
+# TFDS takes seconds to import: only the file and catalog sources import it (and
+# s2s_jax.data.tfds_text, built on it), when used.
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
 
-    from s2s_jax.data.tfds_text import SplitFiles
-
-Pairs = list[tuple[str, str]]
 ROLES = ("train", "validation", "test")
 TFDS_PREFIX = "tfds:"
 
@@ -64,8 +63,6 @@ def _base(split: str) -> str:
 
 def local_files(cfg: DataConfig, splits: tuple[str, ...]) -> list[SplitFiles]:
     """The files holding ``splits`` of the local source ``cfg.source`` (a directory or a .tsv file)."""
-    from s2s_jax.data.tfds_text import SplitFiles
-
     path = cfg.source
     if os.path.isfile(path):
         if not path.endswith(".tsv"):

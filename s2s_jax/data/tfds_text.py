@@ -2,24 +2,7 @@
 (array_record files, no TensorFlow needed) and read back in file order with
 ``builder.as_data_source(split)``.
 
-Inputs, one split per file (or pair of files):
-
-- line-aligned files: line i of the source file translates line i of the
-  target file;
-- TSV files of ``source<TAB>target`` lines; columns after the second are
-  ignored (such as the attribution columns of tatoeba/manythings.org files).
-
-Reading rules: lines end at ``\\n`` only (a trailing ``\\r`` and a UTF-8 byte
-order mark at the start of a file are removed); text is otherwise kept as is,
-so BLEU references are the raw lines. A pair where either side is empty or
-only whitespace is skipped, and the number skipped is logged as a warning
-when the dataset is prepared (empty lines are common at the end of files and
-carry nothing to learn).
-
-Errors (:class:`DataError`, one sentence naming the file, and the line where
-there is one), all raised before anything is written into ``data_dir``: a
-missing file; source and target files with different line counts; invalid
-UTF-8; a TSV line without a tab; a file with no pairs left after skipping.
+The files are read, and refused, by the rules of :mod:`s2s_jax.data.text_files`.
 
 Caching: the dataset's config name is a hash of the files' absolute paths,
 sizes and modification times, so editing, replacing or touching a file
@@ -37,77 +20,10 @@ from collections.abc import Iterator, Sequence
 
 import tensorflow_datasets as tfds
 
-from s2s_jax.data.sources import Pairs
+from s2s_jax.data.text_files import Pairs, SplitFiles, read_pairs, validate
 from s2s_jax.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitFiles:
-    """The files of one split: ``target`` is "" when ``source`` is a TSV file of pairs."""
-
-    split: str
-    source: str
-    target: str = ""
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        return (self.source, self.target) if self.target else (self.source,)
-
-
-def _lines(path: str) -> list[str]:
-    """The lines of ``path`` as text; invalid UTF-8 is a :class:`DataError` naming the line."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file.") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    chunks = raw.split(b"\n")
-    if chunks[-1] == b"":  # the newline that ends the last line
-        chunks.pop()
-    out = []
-    for number, chunk in enumerate(chunks, 1):
-        try:
-            out.append(chunk.removesuffix(b"\r").decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{number}: invalid UTF-8 (byte {e.start + 1} of the line).") from None
-    return out
-
-
-def read_pairs(files: SplitFiles) -> tuple[Pairs, int]:
-    """The (source, target) pairs of one split, and how many were skipped as empty."""
-    if files.target:
-        src, tgt = _lines(files.source), _lines(files.target)
-        if len(src) != len(tgt):
-            raise DataError(f"{files.source} has {len(src)} lines but {files.target} has {len(tgt)}; "
-                            "line-aligned files must have equal line counts.")
-        candidates = list(zip(src, tgt, strict=True))
-    else:
-        candidates = []
-        for number, line in enumerate(_lines(files.source), 1):
-            if not line.strip():
-                candidates.append(("", ""))
-                continue
-            fields = line.split("\t")
-            if len(fields) < 2:
-                raise DataError(f"{files.source}:{number}: no tab between source and target.")
-            candidates.append((fields[0], fields[1]))
-    pairs = [(s, t) for s, t in candidates if s.strip() and t.strip()]
-    return pairs, len(candidates) - len(pairs)
-
-
-def validate(files: Sequence[SplitFiles]) -> None:
-    """Read every split as preparation would, raising the first problem; warn of skipped pairs."""
-    for f in files:
-        pairs, skipped = read_pairs(f)
-        where = " / ".join(f.paths)
-        if not pairs:
-            raise DataError(f"{where} holds no pairs ({skipped} empty lines skipped).")
-        if skipped:
-            log.warning("%s: %d pairs with an empty side skipped, %d kept.", where, skipped, len(pairs))
 
 
 @dataclasses.dataclass(eq=False)

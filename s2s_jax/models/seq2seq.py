@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.config import ModelConfig
+from s2s_jax.errors import ConfigError
 from s2s_jax.models.bridge import Bridge
 from s2s_jax.models.decoder import Decoder, DecoderState
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
-from s2s_jax.training.scheduled_sampling import choose_inputs
+from s2s_jax.models.scheduled_sampling import choose_inputs
 
 _SCAN = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
              in_axes=(nn.broadcast, 1), out_axes=1)
@@ -29,6 +30,13 @@ def _is_teacher_forcing(prob: float | jax.Array) -> bool:
 
 class Seq2Seq(nn.Module):
     cfg: ModelConfig
+
+    def __post_init__(self):
+        for name in ("src_vocab_size", "tgt_vocab_size"):
+            if getattr(self.cfg, name) == 0:
+                raise ConfigError(f"model.{name} is 0, which means: take it from the tokenizer; build the model "
+                                  "from the config that s2s.load_data(cfg) returns (data.config.model), or set it.")
+        super().__post_init__()
 
     def setup(self):
         self.encoder = Encoder(self.cfg)

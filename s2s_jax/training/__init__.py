@@ -1,1 +1,1 @@
-"""Losses, schedules, the pure train/eval steps and the training loop."""
+"""Losses, learning-rate schedules and the pure train and eval steps."""

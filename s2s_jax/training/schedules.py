@@ -2,8 +2,8 @@
 
 constant: lr;  rsqrt: lr * min(i / w, sqrt(w / i)) (Vaswani et al. 2017, eq. 3 up to scale);
 halving:  lr, halved after epoch N and again every half epoch (Sutskever et al. 2014, sec. 3.4);
-plateau:  lr times a factor the training loop lowers when the validation loss stops
-          improving (the factor lives in the train state, so it is checkpointed).
+plateau:  lr times a factor lowered when the validation loss stops improving
+          (optax.contrib.reduce_on_plateau; its state lives in the train state, so it is checkpointed).
 A linear warmup over ``warmup_steps`` applies to constant, halving and plateau too.
 """
 
@@ -38,18 +38,14 @@ def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int | None = None)
         if not steps_per_epoch:
             raise ConfigError("train.lr_schedule 'halving' needs the number of steps per epoch (train() knows it; "
                               "pass steps_per_epoch= to create_train_state).")
-        start = cfg.halving_start_epoch * steps_per_epoch
-        half = max(steps_per_epoch / 2.0, 1.0)
-
-        def base(step):
-            s = jnp.asarray(step, jnp.float32)
-            halvings = jnp.where(s >= start, jnp.floor((s - start) / half) + 1.0, 0.0)
-            return lr * jnp.power(0.5, halvings)
-    else:  # constant, plateau
-
-        def base(step):
-            del step
-            return jnp.asarray(lr, jnp.float32)
+        # Halved at the start epoch, then every half epoch after it.
+        base = optax.join_schedules(
+            [optax.constant_schedule(lr),
+             optax.exponential_decay(lr / 2, transition_steps=max(steps_per_epoch / 2.0, 1.0), decay_rate=0.5,
+                                     staircase=True)],
+            boundaries=[cfg.halving_start_epoch * steps_per_epoch])
+    else:  # constant, plateau (whose factor plateau_schedule keeps in the train state)
+        base = optax.constant_schedule(lr)
 
     if warmup <= 0:
         return base
@@ -71,17 +67,18 @@ def make_optimizer(cfg: TrainConfig, schedule: Schedule) -> optax.GradientTransf
     return opt
 
 
-def plateau_update(cfg: TrainConfig, plateau: dict, val_loss: float) -> tuple[dict, bool]:
-    """Reduce-on-plateau bookkeeping after an evaluation.
+def plateau_schedule(cfg: TrainConfig) -> optax.GradientTransformationExtraArgs:
+    """Optax's reduce-on-plateau: the factor is multiplied by ``plateau_factor`` after
+    ``plateau_patience`` evaluations without a validation loss below the best so far. Its state
+    is the train state's ``plateau``; :func:`after_evaluation` feeds it each validation loss."""
+    # Optax asks for a tolerance; below a float32 loss's resolution, this one asks for any decrease.
+    return optax.contrib.reduce_on_plateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience, rtol=0.0,
+                                           atol=1e-9, cooldown=0, accumulation_size=1)
 
-    plateau: {"best": float, "bad": int, "scale": float}. Returns the new dict and
-    whether the factor was lowered (after ``plateau_patience`` evaluations without
-    a new best validation loss).
-    """
-    best, bad, scale = plateau["best"], plateau["bad"], plateau["scale"]
-    if val_loss < best:
-        return {"best": val_loss, "bad": 0, "scale": scale}, False
-    bad += 1
-    if bad >= cfg.plateau_patience:
-        return {"best": best, "bad": 0, "scale": scale * cfg.plateau_factor}, True
-    return {"best": best, "bad": bad, "scale": scale}, False
+
+def after_evaluation(cfg: TrainConfig, plateau: optax.contrib.ReduceLROnPlateauState,
+                     val_loss: float) -> optax.contrib.ReduceLROnPlateauState:
+    """The plateau state after an evaluation with ``val_loss``; unchanged unless ``lr_schedule`` is plateau."""
+    if cfg.lr_schedule != "plateau":
+        return plateau
+    return plateau_schedule(cfg).update({}, plateau, value=val_loss)[1]

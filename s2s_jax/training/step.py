@@ -16,22 +16,26 @@ import optax
 from flax import struct
 
 from s2s_jax.config import Config
-from s2s_jax.errors import ConfigError
+from s2s_jax.models.scheduled_sampling import teacher_forcing_prob
 from s2s_jax.models.seq2seq import Seq2Seq
 from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
-from s2s_jax.training.scheduled_sampling import teacher_forcing_prob
-from s2s_jax.training.schedules import learning_rate_schedule, make_optimizer
+from s2s_jax.training.schedules import learning_rate_schedule, make_optimizer, plateau_schedule
 
 
 class TrainState(struct.PyTreeNode):
     step: jax.Array
     params: Any
     opt_state: Any
-    lr_scale: jax.Array  # reduce-on-plateau factor; 1.0 otherwise
+    plateau: optax.contrib.ReduceLROnPlateauState  # its scale multiplies the updates (1 unless lr_schedule=plateau)
     config: Config = struct.field(pytree_node=False)
     model: Seq2Seq = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
     lr_fn: Callable[[jax.Array], jax.Array] = struct.field(pytree_node=False)
+
+    @property
+    def lr_scale(self) -> jax.Array:
+        """The reduce-on-plateau factor of the learning rate."""
+        return self.plateau.scale
 
 
 def init_params(model: Seq2Seq, key: jax.Array) -> Any:
@@ -53,15 +57,12 @@ def create_train_state(cfg: Config, key: jax.Array, steps_per_epoch: int | None 
 
     ``steps_per_epoch`` is needed only by the ``halving`` learning-rate schedule.
     """
-    for name in ("src_vocab_size", "tgt_vocab_size"):
-        if getattr(cfg.model, name) == 0:
-            raise ConfigError(f"model.{name} is 0: set it, or let train() take it from the trained tokenizer.")
     model = Seq2Seq(cfg.model)
     params = init_params(model, key)
     lr_fn = learning_rate_schedule(cfg.train, steps_per_epoch)
     tx = make_optimizer(cfg.train, lr_fn)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      lr_scale=jnp.ones((), jnp.float32), config=cfg, model=model, tx=tx, lr_fn=lr_fn)
+                      plateau=plateau_schedule(cfg.train).init(params), config=cfg, model=model, tx=tx, lr_fn=lr_fn)
 
 
 def loss_and_grads(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):

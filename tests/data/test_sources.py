@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from s2s_jax.config import DataConfig
-from s2s_jax.data import tfds_text
+from s2s_jax.data import text_files, tfds_text
 from s2s_jax.data.sources import load_splits
 from s2s_jax.errors import ConfigError, DataError
 
@@ -126,7 +126,7 @@ def test_empty_lines_are_skipped_and_counted(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="s2s_jax"):
         got = load_splits(corpus_config(str(root), tmp_path / "tfds"), ("train",))
     assert got["train"] == [("eins", "one"), ("vier", "four")]
-    [message] = [r.getMessage() for r in caplog.records if r.name == tfds_text.__name__]
+    [message] = [r.getMessage() for r in caplog.records if r.name == text_files.__name__]
     assert f"{root}/train.de / {root}/train.en: 3 pairs with an empty side skipped, 2 kept" in message
 
 

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import s2s_jax as s2s
+from s2s_jax.errors import ConfigError
 from s2s_jax.models.encoder import reverse_rows
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
@@ -214,3 +216,9 @@ def test_forget_bias_equals_shifting_every_lstm_forget_gate_bias():
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
     jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), got[1], want[1])
     assert abs(got[0] - loss_and_grads(model, params)[0]) > 1e-2  # float32 noise here is ~1e-4
+
+
+def test_an_unset_vocabulary_size_is_refused_in_one_sentence():
+    with pytest.raises(ConfigError, match=r"^model\.src_vocab_size is 0, which means: take it from the tokenizer; "
+                                          r"build the model from the config that s2s\.load_data\(cfg\) returns"):
+        s2s.Seq2Seq(s2s.get_preset("dates").model)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import s2s_jax as s2s
+from s2s_jax.loop import run
 from s2s_jax.summary import read_metrics
-from s2s_jax.training.loop import run
-from tests.training.test_loop import copy_config
+from tests.test_loop import copy_config
 
 pytestmark = pytest.mark.xdist_group("copy_run_bf16")
 

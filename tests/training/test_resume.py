@@ -5,7 +5,6 @@ real subprocess; non-finite losses stop the run without a poisoned save."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import signal
@@ -18,14 +17,14 @@ import numpy as np
 import pytest
 
 import s2s_jax as s2s
-import s2s_jax.training.loop as loop_module
+import s2s_jax.loop as loop_module
 import s2s_jax.training.step as step_module
-from s2s_jax.checkpoint import BEST, LATEST, Checkpointer
+from s2s_jax.checkpoint import CHECKPOINTS, Checkpointer
 from s2s_jax.cli import train_main
 from s2s_jax.config import config_diff, get_field
 from s2s_jax.errors import ConfigError, NonFiniteLossError
-from s2s_jax.summary import METRICS_FILE, read_metrics
-from s2s_jax.training.loop import run
+from s2s_jax.loop import run
+from s2s_jax.summary import read_metrics
 
 pytestmark = pytest.mark.xdist_group("resume")  # module fixtures built once
 
@@ -126,24 +125,24 @@ def reference(tmp_path_factory):
 def test_interrupted_and_resumed_equals_uninterrupted_bitwise(reference, tmp_path, monkeypatch):
     ref_dir, ref = reference
     cfg, workdir = resume_config(), str(tmp_path)
-    best = os.path.join(workdir, BEST)
+    checkpoints = os.path.join(workdir, CHECKPOINTS)
 
     interrupt_at(monkeypatch, 2, "signal")  # mid-epoch
     first = run(cfg, workdir)
     assert first.stopped == "signal" and int(first.state.step) == 2
-    assert os.listdir(os.path.join(workdir, LATEST)) == ["2"]
+    assert os.listdir(checkpoints) == ["2"]
 
-    interrupt_at(monkeypatch, 7, "crash")  # no save: the replay starts at step 4, before the best (step 6)
+    interrupt_at(monkeypatch, 7, "crash")  # no save of step 7: the resume starts at the best, step 6
     with pytest.raises(Crash):
         run(cfg, workdir)
-    assert sorted(os.listdir(os.path.join(workdir, LATEST))) == ["2", "4"] and os.listdir(best) == ["6"]
-    best_inode = os.stat(os.path.join(best, "6")).st_ino
+    assert sorted(os.listdir(checkpoints)) == ["4", "6"]
+    best_inode = os.stat(os.path.join(checkpoints, "6")).st_ino
 
     interrupt_at(monkeypatch, 2 * STEPS_PER_EPOCH, "signal")  # at an epoch boundary
     third = run(cfg, workdir)
     assert third.stopped == "signal" and int(third.state.step) == 12
-    # The replay did not beat the best it had already found at step 6, so it was left alone.
-    assert os.stat(os.path.join(best, "6")).st_ino == best_inode
+    # No later evaluation beat the best of step 6, so it was left alone.
+    assert os.stat(os.path.join(checkpoints, "6")).st_ino == best_inode
 
     monkeypatch.setattr(step_module, "train_step", REAL_TRAIN_STEP)
     last = run(cfg, workdir)
@@ -152,8 +151,7 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(reference, tmp_pat
     assert float(last.state.lr_scale) == float(ref.state.lr_scale)
     assert leaves_equal(last.state.params, ref.state.params)
     assert leaves_equal(last.state.opt_state, ref.state.opt_state)
-    for sub in (LATEST, BEST):
-        assert sorted(os.listdir(os.path.join(workdir, sub))) == sorted(os.listdir(os.path.join(ref_dir, sub)))
+    assert sorted(os.listdir(checkpoints)) == sorted(os.listdir(os.path.join(ref_dir, CHECKPOINTS)))
     assert [record(r) for r in read_metrics(workdir)] == [record(r) for r in read_metrics(ref_dir)]
     # The training clock runs on from the checkpoint each attempt resumed from.
     minutes = [r["minutes"] for r in read_metrics(workdir)]
@@ -161,30 +159,6 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(reference, tmp_pat
     ckpt = Checkpointer(workdir, read_only=True)
     assert 0 < ckpt.read_meta(12)["loop"]["minutes"] <= minutes[-1]
     ckpt.close()
-
-
-def test_a_checkpoint_without_a_saved_clock_resumes_it_from_the_metrics(tmp_path, monkeypatch):
-    """Checkpoints written before the clock was saved: the minutes go on from the last record kept."""
-    cfg, workdir = resume_config(), str(tmp_path)
-    real_save = Checkpointer.save
-
-    def save_without_clock(self, state, rng, meta, best=False):
-        loop = {k: v for k, v in meta["loop"].items() if k != "minutes"}
-        real_save(self, state, rng, {**meta, "loop": loop}, best=best)
-
-    monkeypatch.setattr(Checkpointer, "save", save_without_clock)
-    interrupt_at(monkeypatch, 8, "signal")
-    run(cfg, workdir)
-    path = os.path.join(workdir, METRICS_FILE)
-    records = [{**r, "minutes": 100.0 + r["step"]} for r in read_metrics(workdir)]  # a long first attempt
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-
-    monkeypatch.setattr(Checkpointer, "save", real_save)
-    monkeypatch.setattr(step_module, "train_step", REAL_TRAIN_STEP)
-    run(cfg, workdir)
-    resumed = [r["minutes"] for r in read_metrics(workdir) if r["step"] > 8]
-    assert resumed and min(resumed) >= 100.0 + max(r["step"] for r in records)
 
 
 def test_a_workdir_of_another_config_is_refused_untouched(reference):
@@ -258,23 +232,22 @@ def test_nan_loss_stops_the_cli_with_one_line_and_no_poisoned_save(tmp_path, mon
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("s2s-train: error: the training loss became nan at step 8; stopped without saving "
-                       "(checkpoint 4 is kept).")
-    assert_latest_is_good(str(tmp_path), 4)
+                       "(checkpoint 6 is kept).")
+    assert_latest_is_good(str(tmp_path), 6)
 
 
 def test_infinite_gradient_norm_stops_before_its_parameters_are_saved(tmp_path, monkeypatch):
     poison_at(monkeypatch, 8, "grad_norm")  # the loss of step 8 is finite; its update is not
-    with pytest.raises(NonFiniteLossError, match=r"gradient norm became inf at step 8; .*checkpoint 4 is kept"):
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm became inf at step 8; .*checkpoint 6 is kept"):
         run(resume_config(), str(tmp_path))
-    assert_latest_is_good(str(tmp_path), 4)
+    assert_latest_is_good(str(tmp_path), 6)
 
 
 def test_first_signal_asks_to_stop_and_makes_the_second_fatal():
-    interrupts = loop_module._Interrupts()
     before = signal.getsignal(signal.SIGINT)
-    with interrupts.installed():
+    with loop_module.Stop(None, 0.0).installed() as interrupts:
         os.kill(os.getpid(), signal.SIGINT)
-        assert interrupts.requested == signal.SIGINT
+        assert interrupts.signal == signal.SIGINT
         assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL == signal.getsignal(signal.SIGTERM)
     assert signal.getsignal(signal.SIGINT) == before
 

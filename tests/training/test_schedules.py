@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import pytest
 
 from s2s_jax.config import TrainConfig
 from s2s_jax.errors import ConfigError
-from s2s_jax.training.schedules import learning_rate_schedule, plateau_update
+from s2s_jax.training.schedules import after_evaluation, learning_rate_schedule, plateau_schedule
 
 
 def test_halving_after_epoch_n_every_half_epoch():
@@ -36,10 +37,11 @@ def test_linear_warmup_on_constant():
 
 def test_plateau_lowers_the_factor_after_patience_evaluations():
     cfg = TrainConfig(lr_schedule="plateau", plateau_patience=2, plateau_factor=0.5)
-    p = {"best": float("inf"), "bad": 0, "scale": 1.0}
+    p = plateau_schedule(cfg).init({"w": jnp.zeros(3)})
     lowered = []
     for loss in [3.0, 2.0, 2.5, 2.1, 1.9, 2.0, 2.0]:
-        p, low = plateau_update(cfg, p, loss)
-        lowered.append(low)
+        new = after_evaluation(cfg, p, loss)
+        lowered.append(float(new.scale) < float(p.scale))
+        p = new
     assert lowered == [False, False, False, True, False, False, True]
-    assert p["scale"] == 0.25 and p["best"] == 1.9
+    assert float(p.scale) == 0.25 and float(p.best_value) == pytest.approx(1.9)

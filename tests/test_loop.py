@@ -9,8 +9,8 @@ import pytest
 
 import s2s_jax as s2s
 from s2s_jax.errors import ConfigError
+from s2s_jax.loop import run
 from s2s_jax.summary import read_metrics
-from s2s_jax.training.loop import run
 
 pytestmark = pytest.mark.xdist_group("copy_run")  # one worker trains the copy run for all
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from s2s_jax.config import ScheduledSamplingConfig
-from s2s_jax.training.scheduled_sampling import choose_inputs, teacher_forcing_prob
+from s2s_jax.models.scheduled_sampling import choose_inputs, teacher_forcing_prob
 
 STEPS = [0, 1, 10, 100, 1000, 5000]
 
