@@ -15,8 +15,11 @@ they may run beside a training run without disturbing its saves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import json
+import math
 import os
 import re
 from typing import Any, NamedTuple
@@ -26,8 +29,8 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from s2s_jax.config import Config, best_mode, config_diff, field_metadata, get_field
-from s2s_jax.errors import CheckpointError, ConfigError
-from s2s_jax.fileio import atomic_write_text
+from s2s_jax.errors import CheckpointError, ConfigError, StorageError
+from s2s_jax.fileio import atomic_write_text, free_space, read_text, workdir_lock
 from s2s_jax.training.step import TrainState, create_train_state
 from s2s_jax.vocab import Tokenizer, load_tokenizers, save_tokenizers, tokenizer_path
 
@@ -65,6 +68,7 @@ class Checkpointer:
 
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True, read_only: bool = False):
         self.workdir, self.read_only = os.path.abspath(workdir), read_only
+        self._pending: int | None = None  # the step of the save in flight
         if os.path.isdir(os.path.join(self.workdir, OLD_BEST)):
             raise CheckpointError(f"{workdir} holds checkpoints in the layout of an earlier s2s_jax ({OLD_BEST}/), "
                                   "which this version does not read; train in a new workdir.")
@@ -103,11 +107,16 @@ class Checkpointer:
         tree = jax.tree_util.tree_map(jnp.copy, state_tree(state, rng))
         meta = {**meta, "format": FORMAT}
         args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
-        metrics = None
+        metrics = {}  # (no metrics at all makes Orbax warn at every save)
         if best is not None:
             name, value = best
             metrics = {name: value, "score": value if best_mode(name) == "max" else -value}
-        self.manager.save(int(state.step), args=args, metrics=metrics, force=True)
+        self.wait()  # a failure of the previous (asynchronous) save is reported as that save's
+        self._pending = int(state.step)
+        try:
+            self.manager.save(self._pending, args=args, metrics=metrics, force=True)
+        except Exception as e:  # Orbax and TensorStore raise many types for a failed write
+            raise self._failed(e) from None
 
     def reached_preemption(self, step: int) -> bool:
         """Whether every host has reached the step at which a preemption notice (SIGTERM to any
@@ -179,10 +188,38 @@ class Checkpointer:
         return state, jax.random.wrap_key_data(tree["rng"]), meta
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Wait for the save in flight; a failed one raises :class:`StorageError`, after which the
+        earlier checkpoints are intact (the partial one is a temporary directory that readers
+        ignore and the next writer removes)."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise self._failed(e) from None
+        self._pending = None
 
     def close(self) -> None:
-        self.manager.close()
+        """:meth:`wait`, then release the manager (also when the wait fails)."""
+        try:
+            self.wait()
+        finally:
+            with contextlib.suppress(Exception):  # its error, if any, was raised by wait()
+                self.manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):  # the error in flight says more
+            self.close()
+
+    def _failed(self, e: BaseException) -> StorageError:
+        step = "" if self._pending is None else f" {self._pending}"
+        self._pending = None
+        return StorageError(f"saving checkpoint{step} into {self.manager.directory} failed: {_os_cause(e)} "
+                            f"({free_space(str(self.manager.directory))}); the earlier checkpoints are intact.")
 
 
 def saved_config(workdir: str) -> Config | None:
@@ -197,11 +234,13 @@ def saved_config(workdir: str) -> Config | None:
             return None if ckpt.step_of("latest") is None else Config.from_dict(ckpt.read_meta()["config"])
         finally:
             ckpt.close()
-    with open(path, encoding="utf-8") as f:
-        try:
-            return Config.from_json(f.read())
-        except ValueError as e:
-            raise ConfigError(f"{path}: not a valid config ({_first_line(e)}).") from None
+    text = read_text(path)
+    try:
+        return Config.from_json(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg}).") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: not a valid config ({_first_line(e)}).") from None
 
 
 def check_workdir_config(workdir: str, cfg: Config) -> None:
@@ -221,13 +260,27 @@ def check_workdir_config(workdir: str, cfg: Config) -> None:
 
 
 def _score(metrics: dict[str, float]) -> float:
-    return metrics["score"]
+    return metrics.get("score", -math.inf)
 
 
 def _restore_target(x: Any) -> jax.ShapeDtypeStruct:
     """Shape, dtype and placement of one leaf; abstract leaves go to the default device."""
     sharding = getattr(x, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+
+def _os_cause(e: BaseException) -> str:
+    """The operating system's words for a failed write (TensorStore puts its error code in the
+    message), else the gist of the error."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        code = re.search(r"os_error_code='?(\d+)", str(cause))
+        if code:
+            return os.strerror(int(code.group(1)))
+        cause = cause.__cause__ or cause.__context__
+    return _first_line(e)
 
 
 def _first_line(e: BaseException, limit: int = 200) -> str:
@@ -277,14 +330,14 @@ def save(workdir: str, state: TrainState, src_tokenizer: Tokenizer, tgt_tokenize
     """Write ``state`` (and the PRNG ``key``, default key 0) as a checkpoint of the run in
     ``workdir``, with its config and tokenizers beside it, so that :func:`restore`, the
     Translator, ``s2s-eval`` and ``s2s-translate`` read it as they read a trained run."""
-    os.makedirs(workdir, exist_ok=True)
     check_workdir_config(workdir, state.config)
-    save_tokenizers(workdir, src_tokenizer, tgt_tokenizer, state.config.data)
-    atomic_write_text(os.path.join(workdir, "config.json"), state.config.to_json())
-    ckpt = Checkpointer(workdir, state.config.train.keep_checkpoints, async_save=False)
-    try:
-        if int(state.step) in ckpt.steps():
-            raise CheckpointError(f"{workdir} already holds a checkpoint of step {int(state.step)}.")
-        ckpt.save(state, jax.random.key(0) if key is None else key, {"config": state.config.to_dict()})
-    finally:
-        ckpt.close()
+    with workdir_lock(workdir):
+        save_tokenizers(workdir, src_tokenizer, tgt_tokenizer, state.config.data)
+        atomic_write_text(os.path.join(workdir, "config.json"), state.config.to_json())
+        ckpt = Checkpointer(workdir, state.config.train.keep_checkpoints, async_save=False)
+        try:
+            if int(state.step) in ckpt.steps():
+                raise CheckpointError(f"{workdir} already holds a checkpoint of step {int(state.step)}.")
+            ckpt.save(state, jax.random.key(0) if key is None else key, {"config": state.config.to_dict()})
+        finally:
+            ckpt.close()

@@ -14,11 +14,13 @@ import logging
 import os
 import stat
 import sys
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NoReturn
 
 from s2s_jax.config import Config
+from s2s_jax.data.text_files import decode_lines
 from s2s_jax.errors import UserError
 from s2s_jax.evaluation import evaluate_workdir
 from s2s_jax.fileio import atomic_open
@@ -118,14 +120,25 @@ def _fail(prog: str, e: BaseException) -> NoReturn:
     sys.exit(2)
 
 
-def _setup_logging(quiet: bool = False) -> None:
+def _setup_logging(quiet: bool = False, program: bool = False) -> None:
     # force: absl (imported by Orbax) already configured the root logger, at WARNING, which would
     # hide our INFO lines; the libraries' own INFO records (Orbax's save details, JAX's backend
     # probing) stay hidden.
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr,
                         force=True)
-    for name in ("absl", "jax"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    # A failed write makes Orbax's and TensorStore's background threads log, and print, hundreds
+    # of lines of tracebacks; the operation that failed reports it in one sentence instead. (A
+    # program, not a caller of train_main(argv) such as a test, owns the process-wide hooks.)
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if program:
+        threading.excepthook = _log_background_error
+        sys.unraisablehook = _log_background_error
+
+
+def _log_background_error(args: Any) -> None:
+    logging.getLogger("s2s_jax").debug("a background thread failed: %s", getattr(args, "exc_value", args))
 
 
 def train_main(argv: Sequence[str] | None = None) -> None:
@@ -137,7 +150,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
 
     try:
         args, cfg = parse_config(prog, "Train a sequence-to-sequence model.", argv, add)
-        _setup_logging(cfg.train.quiet)
+        _setup_logging(cfg.train.quiet, program=argv is None)
         result = run(cfg, args.workdir)
     except EXPECTED_ERRORS as e:
         _fail(prog, e)
@@ -174,7 +187,7 @@ def eval_main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.beam_size < 0:
         parser.error(f"--beam-size must be >= 0, got {args.beam_size}")
-    _setup_logging()
+    _setup_logging(program=argv is None)
     try:
         with progress(0, args.split, unit="sentence", leave=False) as bar:
             report = evaluate_workdir(args.workdir, args.split, args.checkpoint, args.beam_size or None, args.output,
@@ -200,7 +213,7 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.examples < 0:
         parser.error(f"--examples must be >= 0, got {args.examples}")
-    _setup_logging()
+    _setup_logging(program=argv is None)
     try:
         paths = plot_run(args.workdir, args.out, args.split, args.examples, args.checkpoint)
     except EXPECTED_ERRORS as e:
@@ -211,7 +224,7 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
 TRANSLATE_CHUNK = 10000  # lines of a file decoded (sorted by length) together
 
 
-def _is_interactive(stream: typing.TextIO) -> bool:
+def _is_interactive(stream: typing.BinaryIO) -> bool:
     """A terminal or a pipe, whose lines are translated as they arrive; a regular file is batched."""
     try:
         return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
@@ -243,7 +256,8 @@ def translate_main(argv: Sequence[str] | None = None) -> None:
     for flag, value in (("--beam-size", args.beam_size), ("--n-best", args.n_best), ("--batch-size", args.batch_size)):
         if value < 0:
             parser.error(f"{flag} must be >= 0, got {value}")
-    _setup_logging(quiet=True)  # standard output carries the translations; warnings go to standard error
+    # Standard output carries the translations; warnings go to standard error.
+    _setup_logging(quiet=True, program=argv is None)
     options = {"length_penalty": args.length_penalty, "max_len_b": args.max_len}
     decoding = dict(beam_size=args.beam_size or None, n_best=max(args.n_best, 1),
                     **{k: v for k, v in options.items() if v is not None})
@@ -259,19 +273,18 @@ def translate_main(argv: Sequence[str] | None = None) -> None:
     try:
         translator = Translator.from_workdir(args.workdir, args.checkpoint)
         translator.decode_config(**decoding)  # refuse bad flags before reading any input
+        name = "standard input" if args.input == "-" else args.input
         with contextlib.ExitStack() as stack:
-            src = sys.stdin if args.input == "-" else stack.enter_context(open(args.input, encoding="utf-8"))
+            src = sys.stdin.buffer if args.input == "-" else stack.enter_context(open(args.input, "rb"))
             out = sys.stdout if args.output == "-" else stack.enter_context(atomic_open(args.output))
-            if args.input == "-":
-                sys.stdin.reconfigure(encoding="utf-8")
             if args.output == "-":
                 sys.stdout.reconfigure(encoding="utf-8")
             if _is_interactive(src):
-                for line in iter(src.readline, ""):
-                    out.writelines(lines([line.rstrip("\r\n")]))
+                for number, raw in enumerate(iter(src.readline, b""), 1):
+                    out.writelines(lines(decode_lines(raw, name, first_line=number)))
                     out.flush()
-            else:
-                text = [line.rstrip("\r\n") for line in src]
+            else:  # decoded whole before anything is translated: a bad line leaves no output
+                text = decode_lines(src.read(), name)
                 with progress(len(text), "translate", unit="sentence") as bar:
                     for start in range(0, len(text), TRANSLATE_CHUNK):
                         out.writelines(lines(text[start:start + TRANSLATE_CHUNK], bar.update))

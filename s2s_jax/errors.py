@@ -25,3 +25,12 @@ class CheckpointError(UserError, RuntimeError):
 
 class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class WorkdirBusyError(UserError, RuntimeError):
+    """Another process holds the workdir's writer lock."""
+
+
+class StorageError(UserError, OSError):
+    """Writing a checkpoint, a metrics record or an output file failed (a full disk, a lost
+    permission, a directory removed underneath)."""

@@ -4,6 +4,7 @@ the evaluation of a trained run's checkpoint (``s2s-eval``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,7 +22,7 @@ from s2s_jax.data.pipeline import eval_batches
 from s2s_jax.data.sources import ROLES, split_names
 from s2s_jax.decoding import decode
 from s2s_jax.errors import ConfigError
-from s2s_jax.fileio import atomic_open, atomic_write_text
+from s2s_jax.fileio import atomic_open, atomic_write_text, workdir_lock
 from s2s_jax.parallel import Parallel
 from s2s_jax.training.step import TrainState, eval_step
 from s2s_jax.vocab import Tokenizer
@@ -104,21 +105,23 @@ def evaluate_workdir(workdir: str, split: str = "test", checkpoint: str | int = 
     loss, the number of examples, the checkpoint step and the decode settings."""
     saved = saved_config(workdir)
     role = split_role(saved.data, split) if saved is not None else split  # a bad split fails before restoring
-    cfg, state, _, tgt_tok = restore(workdir, checkpoint)
-    data = prepare_data(cfg, workdir, splits=(role,))
-    decode_cfg = cfg.decode.with_beam_size(beam_size)
-    step = int(state.step)
-    name = split_names(cfg.data, (role,))[role]
-    decoding = f"beam{decode_cfg.beam_size}" if decode_cfg.strategy == "beam" else decode_cfg.strategy
-    if output is None:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        output = os.path.join(workdir, "eval", f"{safe}-step{step}-{decoding}.txt")
-    scores_path = os.path.splitext(output)[0] + ".scores.json"
-    metrics, hyps = evaluate(state, data.splits[role], tgt_tok, decode_cfg, progress=progress)
-    report = {**metrics, "split": role, "split_name": name, "checkpoint": checkpoint, "step": step,
-              "decode": dataclasses.asdict(decode_cfg), "workdir": workdir, "hypotheses": output,
-              "scores": scores_path}
-    with atomic_open(output) as f:
-        f.writelines(h + "\n" for h in hyps)
-    atomic_write_text(scores_path, json.dumps(report, indent=2) + "\n")
+    # The default output goes into the workdir, which then needs its writer lock.
+    with workdir_lock(workdir) if output is None and saved is not None else contextlib.nullcontext():
+        cfg, state, _, tgt_tok = restore(workdir, checkpoint)
+        data = prepare_data(cfg, workdir, splits=(role,))
+        decode_cfg = cfg.decode.with_beam_size(beam_size)
+        step = int(state.step)
+        name = split_names(cfg.data, (role,))[role]
+        decoding = f"beam{decode_cfg.beam_size}" if decode_cfg.strategy == "beam" else decode_cfg.strategy
+        if output is None:
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+            output = os.path.join(workdir, "eval", f"{safe}-step{step}-{decoding}.txt")
+        scores_path = os.path.splitext(output)[0] + ".scores.json"
+        metrics, hyps = evaluate(state, data.splits[role], tgt_tok, decode_cfg, progress=progress)
+        report = {**metrics, "split": role, "split_name": name, "checkpoint": checkpoint, "step": step,
+                  "decode": dataclasses.asdict(decode_cfg), "workdir": workdir, "hypotheses": output,
+                  "scores": scores_path}
+        with atomic_open(output) as f:
+            f.writelines(h + "\n" for h in hyps)
+        atomic_write_text(scores_path, json.dumps(report, indent=2) + "\n")
     return report

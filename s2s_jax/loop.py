@@ -7,6 +7,11 @@ state (parameters, optimizer and plateau state), the PRNG key, the data
 iterator's position and the :class:`Bookkeeping`; every checkpoint holds all of
 them, so a workdir with a checkpoint resumes from its latest one exactly.
 
+One writer at a time: the run holds the workdir's lock (:func:`s2s_jax.fileio.workdir_lock`)
+from before it writes anything until it returns. A failed save (a full disk, a lost permission)
+stops the run with one sentence (:class:`s2s_jax.errors.StorageError`): the earlier
+checkpoints stay restorable, and running the same command again resumes from the last one.
+
 Stopping early: SIGTERM or SIGINT finish the current step, save and return; a
 second signal exits at once (checkpoints are written atomically, so nothing is
 corrupted). In a multi-process run JAX's preemption service takes the signal
@@ -35,7 +40,7 @@ from s2s_jax.data.dataset import Data
 from s2s_jax.data.pipeline import BatchIterator, load_data
 from s2s_jax.errors import NonFiniteLossError
 from s2s_jax.evaluation import evaluate
-from s2s_jax.fileio import atomic_write_text
+from s2s_jax.fileio import atomic_write_text, workdir_lock
 from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
 from s2s_jax.plots import attention_examples
 from s2s_jax.precision import resolve_dtype
@@ -72,58 +77,53 @@ def run(cfg: Config, workdir: str) -> RunResult:
     """:func:`train`, also returning the data and why the run stopped."""
     initialize_distributed()  # before anything touches a device; a no-op unless S2S_DISTRIBUTED=1
     cfg = resolve_dtype(cfg)  # the run records the dtype it trains in, not "auto"
-    os.makedirs(workdir, exist_ok=True)
-    check_workdir_config(workdir, cfg)
+    check_workdir_config(workdir, cfg)  # (only reads: a refused workdir is left untouched)
     par = Parallel(cfg)  # every device of every host; each host reads its rows of each batch
-    data, batches = main_process_first(lambda: load_data(cfg, workdir, multiple=par.multiple,
-                                                         process_index=par.process_index,
-                                                         process_count=par.process_count))
-    cfg, tcfg = data.config, data.config.train
-    total = total_steps(cfg, batches.steps_per_epoch)
-    ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
-    metrics = MetricsWriter(workdir, enabled=par.is_main_process)
-    stopped = "finished"
-    try:
-        state, rng, book = restore_or_start(cfg, workdir, par, ckpt, batches, metrics)
-        if int(state.step) >= total:
-            log.info("%s already holds a finished run (step %d).", workdir, int(state.step))
-            return RunResult(state, data, stopped)
-        clock = Clock(book.minutes)
-        watch = LossWatch(ckpt)
-        with (Stop(ckpt, tcfg.max_minutes).installed() as stop,
-              TrainLog(metrics, batches, total, clock, tcfg.quiet, initial=int(state.step)) as train_log):
-            for step in range(int(state.step), total):
-                batch = next(batches)
-                state, m = par.train_step(state, par.shard_batch({"src": batch["src"], "tgt": batch["tgt"]}),
-                                          jax.random.fold_in(rng, step))
-                done = step + 1
-                watch.add(done, m)
-                train_log.add(m)
-                if done % tcfg.log_every == 0:
-                    watch.check()
-                    train_log.write(done, m)
-                scores = None
-                if done % tcfg.eval_every == 0 or done == total:
-                    watch.check()
-                    scores = evaluate_split(state, data, "validation", done, metrics, clock, par)
-                    state = state.replace(plateau=par.replicate(after_evaluation(tcfg, state.plateau, scores["loss"])))
-                new_best = scores is not None and better(tcfg.best_metric, scores[tcfg.best_metric], book.best)
-                if new_best:
-                    book.best = scores[tcfg.best_metric]
-                reason = stop.reason(done, clock)  # read once: the save and the exit agree
-                if new_best or done % tcfg.checkpoint_every == 0 or done == total or reason:
-                    watch.check()
-                    save(ckpt, state, rng, batches, book, clock, (tcfg.best_metric, book.best) if new_best else None)
-                if reason:
-                    stopped = reason
-                    break
-        watch.check()
-        if stopped == "finished":
-            evaluate_split(state, data, "test", total, metrics, clock, par)
-        ckpt.wait()
-    finally:
-        ckpt.close()
-        metrics.close()
+    with workdir_lock(workdir, enabled=par.is_main_process):
+        data, batches = main_process_first(lambda: load_data(cfg, workdir, multiple=par.multiple,
+                                                             process_index=par.process_index,
+                                                             process_count=par.process_count))
+        cfg, tcfg = data.config, data.config.train
+        total = total_steps(cfg, batches.steps_per_epoch)
+        with Checkpointer(workdir, tcfg.keep_checkpoints) as ckpt, \
+                MetricsWriter(workdir, enabled=par.is_main_process) as metrics:
+            state, rng, book = restore_or_start(cfg, workdir, par, ckpt, batches, metrics)
+            if int(state.step) >= total:
+                log.info("%s already holds a finished run (step %d).", workdir, int(state.step))
+                return RunResult(state, data, "finished")
+            clock, watch, stopped = Clock(book.minutes), LossWatch(ckpt), "finished"
+            with (Stop(ckpt, tcfg.max_minutes).installed() as stop,
+                  TrainLog(metrics, batches, total, clock, tcfg.quiet, initial=int(state.step)) as train_log):
+                for step in range(int(state.step), total):
+                    batch = next(batches)
+                    state, m = par.train_step(state, par.shard_batch({"src": batch["src"], "tgt": batch["tgt"]}),
+                                              jax.random.fold_in(rng, step))
+                    done = step + 1
+                    watch.add(done, m)
+                    train_log.add(m)
+                    if done % tcfg.log_every == 0:
+                        watch.check()
+                        train_log.write(done, m)
+                    scores = None
+                    if done % tcfg.eval_every == 0 or done == total:
+                        watch.check()
+                        scores = evaluate_split(state, data, "validation", done, metrics, clock, par)
+                        plateau = after_evaluation(tcfg, state.plateau, scores["loss"])
+                        state = state.replace(plateau=par.replicate(plateau))
+                    new_best = scores is not None and better(tcfg.best_metric, scores[tcfg.best_metric], book.best)
+                    if new_best:
+                        book.best = scores[tcfg.best_metric]
+                    reason = stop.reason(done, clock)  # read once: the save and the exit agree
+                    if new_best or done % tcfg.checkpoint_every == 0 or done == total or reason:
+                        watch.check()
+                        best = (tcfg.best_metric, book.best) if new_best else None
+                        save(ckpt, state, rng, batches, book, clock, best)
+                    if reason:
+                        stopped = reason
+                        break
+            watch.check()
+            if stopped == "finished":
+                evaluate_split(state, data, "test", total, metrics, clock, par)
     return RunResult(state, data, stopped)
 
 

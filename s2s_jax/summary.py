@@ -11,6 +11,7 @@ WORKDIR`` shows them. Progress bars go to standard error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from matplotlib.figure import Figure
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from s2s_jax.fileio import atomic_open
+from s2s_jax.fileio import atomic_open, read_text, storage_error
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -42,8 +43,14 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
     path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    text = read_text(path)
+    lines = [line for line in text.split("\n") if line.strip()]
+    if lines and not text.endswith("\n"):  # a record cut short by a killed process is left out
+        try:
+            json.loads(lines[-1])
+        except ValueError:
+            lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def progress(total: int | None, desc: str, quiet: bool = False, initial: int = 0, unit: str = "step",
@@ -113,15 +120,29 @@ class MetricsWriter:
         if not self.enabled:
             return
         record = {"step": int(step), "split": split, **{k: _clean(v) for k, v in metrics.items()}}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        try:
+            with open(self.path, "ab") as f:
+                size = f.tell()
+                try:
+                    f.write(line)
+                    f.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        f.truncate(size)  # no partial record stays behind
+                    raise
+        except OSError as e:
+            raise storage_error("appending to", self.path, e) from None
         events = self._events(split)
         if events is None:
             return
-        for key, value in metrics.items():
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                events.add_scalar(key, float(value), int(step))
-        events.flush()
+        try:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                    events.add_scalar(key, float(value), int(step))
+            events.flush()
+        except OSError as e:
+            raise storage_error("writing TensorBoard events into", events.logdir, e) from None
 
     def write_examples(self, step: int, split: str, sources: Sequence[str], hypotheses: Sequence[str],
                        references: Sequence[str], figures: dict[str, Figure] | None = None) -> None:

@@ -19,8 +19,8 @@ import os
 from collections.abc import Iterable, Sequence
 
 from s2s_jax.config import DataConfig
-from s2s_jax.errors import TokenizerError
-from s2s_jax.fileio import atomic_write_text
+from s2s_jax.errors import DataError, TokenizerError
+from s2s_jax.fileio import atomic_write_text, read_text
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -246,11 +246,12 @@ def load_tokenizers(workdir: str, cfg: DataConfig) -> tuple[Tokenizer, Tokenizer
     for side in ("src", "tgt"):
         path = tokenizer_path(workdir, side)
         try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = json.loads(read_text(path))
             tok = tokenizer_from_json(saved)
         except FileNotFoundError:
             raise TokenizerError(f"{path}: no tokenizer file (was training started in this workdir?)") from None
+        except DataError as e:
+            raise TokenizerError(str(e)) from None
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise TokenizerError(f"{path}: not a valid tokenizer file ({e}).") from None
         if tok.kind != cfg.tokenizer:

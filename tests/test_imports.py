@@ -13,8 +13,8 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Lowest first. A module may import the modules of lower layers and, within its own unit, others
 # of that unit (acyclically).
 LAYERS = [
-    ("errors", "fileio"),
-    ("config",),
+    ("errors",),
+    ("config", "fileio"),
     ("presets", "precision", "vocab", "summary"),
     ("data",),
     ("models",),

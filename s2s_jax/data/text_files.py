@@ -27,6 +27,7 @@ import logging
 from collections.abc import Sequence
 
 from s2s_jax.errors import DataError
+from s2s_jax.fileio import decode_utf8
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,19 @@ def _lines(path: str) -> list[str]:
             raw = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file.") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
+    return decode_lines(raw, path)
+
+
+def decode_lines(raw: bytes, name: str, first_line: int = 1) -> list[str]:
+    """``raw`` split at ``\\n`` into lines of text, without a trailing ``\\r`` or a leading UTF-8
+    byte order mark; invalid UTF-8 is a :class:`DataError` naming ``name`` and the line
+    (numbered from ``first_line``)."""
+    if first_line == 1 and raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    chunks = raw.split(b"\n")
-    if chunks[-1] == b"":  # the newline that ends the last line
-        chunks.pop()
-    out = []
-    for number, chunk in enumerate(chunks, 1):
-        try:
-            out.append(chunk.removesuffix(b"\r").decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{number}: invalid UTF-8 (byte {e.start + 1} of the line).") from None
-    return out
+    lines = decode_utf8(raw, name, first_line).split("\n")  # (no UTF-8 sequence holds a \\n byte)
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def read_pairs(files: SplitFiles) -> tuple[Pairs, int]:
