@@ -225,6 +225,10 @@ class ScheduledSamplingConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     seed: int = _field(0, "Seed of the initialisation, the data order, dropout and sampling.")
+    seeds: tuple[int, ...] = _field(
+        (), "Train these seeds together in one compiled step, each in WORKDIR/seed_N; empty trains train.seed.")
+    seed_data_order: bool = _field(
+        False, "With several seeds, give each seed the data order of its own seed instead of that of train.seed.")
     num_steps: int = _field(2000, "Optimizer steps to train for.", resumable=True)
     num_epochs: float = _field(0.0, "When positive, train this many epochs instead of num_steps.", resumable=True)
     optimizer: Literal["sgd", "momentum", "adam", "adamw"] = _field("adam", "The Optax optimizer.")
@@ -267,6 +271,8 @@ class TrainConfig:
             _require(getattr(self, name) > 0, f"train.{name}", "must be positive")
         _require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
         _require(0.0 < self.plateau_factor < 1.0, "train.plateau_factor", "must be in (0, 1)")
+        twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        _require(not twice, "train.seeds", f"names seed {twice[0] if twice else ''} twice; give each seed once")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,10 +44,17 @@ def free_space(path: str) -> str:
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
     try:
-        free = shutil.disk_usage(path).free
+        return f"{human_size(shutil.disk_usage(path).free)} free"
     except OSError:
         return "free space unknown"
-    return f"{free / 2**20:.1f} MiB free" if free < 2**30 else f"{free / 2**30:.1f} GiB free"
+
+
+def human_size(n: float) -> str:
+    """``n`` bytes in KiB, MiB or GiB, one decimal."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**10:.1f} KiB"
 
 
 def storage_error(what: str, path: str, e: BaseException) -> StorageError:

@@ -41,6 +41,7 @@ With one device :class:`Parallel` runs the plain jitted ``train_step`` and
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -58,6 +59,7 @@ from s2s_jax.data.pipeline import check_batch_rows
 from s2s_jax.decoding import decode
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.seq2seq import Seq2Seq
+from s2s_jax.training import seeds as seeds_lib
 from s2s_jax.training import step as step_lib
 from s2s_jax.training.step import TrainState
 from s2s_jax.vocab import PAD_ID
@@ -170,6 +172,8 @@ class Parallel:
                                   donate_argnums=0)
             self._eval = jax.jit(step_lib.eval_step_fn, in_shardings=(rep, rows), out_shardings=rep)
 
+        self._seeds_train: dict[bool, Callable] = {}
+
     # -- placement ----------------------------------------------------------------------------
 
     def replicate(self, tree: Any) -> Any:
@@ -213,6 +217,21 @@ class Parallel:
             return jax.device_put(stacked, self._local_rows)
         return {k: jax.make_array_from_process_local_data(self.rows, np.asarray(v)) for k, v in batch.items()}
 
+    def shard_seed_batches(self, batch: Batch) -> Batch:
+        """:meth:`shard_batch` of per-seed batches stacked on a leading seed axis [seeds,
+        local_rows, ...]; the rows are split over the devices (under ``pmap`` each array becomes
+        [devices, seeds, rows per device, ...])."""
+        self._check_rows({k: v[0] for k, v in batch.items()}, local=True)
+        if self.single:
+            return batch
+        if self.mode == "pmap":
+            local_devices = len(self.mesh.local_devices)
+            stacked = {k: np.moveaxis(np.reshape(v, (v.shape[0], local_devices, -1, *v.shape[2:])), 1, 0)
+                       for k, v in batch.items()}
+            return jax.device_put(stacked, self._local_rows)
+        rows = NamedSharding(self.mesh, P(None, AXIS))
+        return {k: jax.make_array_from_process_local_data(rows, np.asarray(v)) for k, v in batch.items()}
+
     def place(self, batch: Batch, *, stacked: bool | None = None) -> Batch:
         """A batch that every process holds whole (evaluation) -> split over the devices.
         ``stacked`` (default: under ``pmap``) reshapes arrays to [devices, rows per device, ...]."""
@@ -245,6 +264,29 @@ class Parallel:
         """:func:`~s2s_jax.training.step.train_step` on a batch from :meth:`shard_batch`
         (donates ``state``); the state and metrics come back replicated."""
         return self._global(self._train(state, batch, key))
+
+    def seeds_train_step(self, states: TrainState, batch: Batch, keys: jax.Array,
+                         batch_per_seed: bool = False) -> tuple[TrainState, dict]:
+        """:func:`~s2s_jax.training.seeds.seeds_train_step_fn` (donates ``states``) on a batch from
+        :meth:`shard_batch`, or with ``batch_per_seed`` from :meth:`shard_seed_batches`."""
+        return self._global(self.seeds_step(batch_per_seed)(states, batch, keys))
+
+    def seeds_step(self, batch_per_seed: bool) -> Callable:
+        """The compiled many-seed step (jit, or pmap) that :meth:`seeds_train_step` calls."""
+        if batch_per_seed not in self._seeds_train:
+            step = functools.partial(seeds_lib.seeds_train_step_fn, batch_per_seed=batch_per_seed)
+            if self.single:
+                self._seeds_train[batch_per_seed] = jax.jit(step, donate_argnums=0)
+            elif self.mode == "pmap":
+                body = jax.vmap(pmap_train_step_fn, in_axes=(0, 0 if batch_per_seed else None, 0))
+                pmap = dict(axis_name=AXIS, out_axes=None, devices=list(self.mesh.devices.flat))
+                self._seeds_train[batch_per_seed] = jax.pmap(body, in_axes=(None, 0, None), donate_argnums=0, **pmap)
+            else:
+                rows = NamedSharding(self.mesh, P(None, AXIS)) if batch_per_seed else self.rows
+                self._seeds_train[batch_per_seed] = jax.jit(step, donate_argnums=0,
+                                                            in_shardings=(self.replicated, rows, self.replicated),
+                                                            out_shardings=(self.replicated, self.replicated))
+        return self._seeds_train[batch_per_seed]
 
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, jax.Array]:
         """:func:`~s2s_jax.training.step.eval_step` on a batch from :meth:`place` or :meth:`shard_batch`."""

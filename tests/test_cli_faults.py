@@ -214,4 +214,4 @@ def test_an_unwritable_output_is_one_sentence_naming_it(translator_workdir, tmp_
                           input=b"abc\n", env=env, capture_output=True, timeout=300)
     assert done.returncode == 2
     assert re.fullmatch(rf"s2s-translate: error: writing {re.escape(str(out))} failed: Not a directory "
-                        r"\([\d.]+ [MG]iB free\)\.\n", done.stderr.decode()), done.stderr
+                        r"\([\d.]+ [KMG]iB free\)\.\n", done.stderr.decode()), done.stderr

@@ -15,7 +15,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LAYERS = [
     ("errors",),
     ("config", "fileio"),
-    ("presets", "precision", "vocab", "summary"),
+    ("presets", "precision", "vocab", "summary", "significance"),
     ("data",),
     ("models",),
     ("training",),
@@ -24,6 +24,8 @@ LAYERS = [
     ("parallel",),
     ("evaluation", "translator"),
     ("plots",),
+    ("loop_parts",),
+    ("seeds",),
     ("loop",),
     ("cli",),
 ]

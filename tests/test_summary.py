@@ -16,7 +16,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, TENSORS, EventAccumulator
 
 import s2s_jax as s2s
-from s2s_jax.loop import EXAMPLES_PER_EVAL, RunResult, run
+from s2s_jax.loop import run
+from s2s_jax.loop_parts import EXAMPLES_PER_EVAL, RunResult
 from s2s_jax.plots import attention_examples
 from s2s_jax.summary import TENSORBOARD_DIR, TRANSLATIONS_TAG, MetricsWriter, examples_markdown, progress, read_metrics
 
