@@ -101,7 +101,7 @@ def run_seeds(cfg: Config, workdir: str) -> RunResult:
             check_memory(par, cfg, states, rngs, per_seed)
             clock, watch, stopped = Clock(books[0].minutes), LossWatch(ckpts[0], seeds), "finished"
             with (Stop(ckpts[0], tcfg.max_minutes).installed() as stop,
-                  TrainLog(writers, shared, total, clock, tcfg.quiet, initial=steps[0]) as train_log):
+                  TrainLog(writers, batches[0], total, clock, tcfg.quiet, initial=steps[0]) as train_log):
                 for step in range(steps[0], total):
                     batch = next_batch(batches, per_seed, par)
                     states, m = par.seeds_train_step(states, batch, seeds_lib.step_keys(rngs, step), per_seed)

@@ -181,6 +181,41 @@ def check_loop(results: dict, outdir: str) -> None:
         np.savez(os.path.join(outdir, "loop_mp.npz"), **flat(state.params))
 
 
+def check_seeds(results: dict) -> None:
+    """train.seeds' step on 4 devices (sharding and pmap; one batch shared, or one per seed;
+    float32 and bfloat16) against each seed's own step on one device."""
+    from s2s_jax.parallel import Parallel
+    from s2s_jax.training import seeds as seeds_lib
+    from s2s_jax.training import step as step_lib
+
+    seeds = (0, 1, 2)
+    keys = jax.random.split(jax.random.key(5), len(seeds))
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = step_config().replace(model={"dtype": dtype})
+        states = [step_lib.create_train_state(cfg, jax.random.key(s)) for s in seeds]
+        first = states[0]
+        states = [s.replace(tx=first.tx, lr_fn=first.lr_fn) for s in states]
+        batches = [step_batch(seed=10 + s) for s in seeds]
+        for mode in ("sharding", "pmap"):
+            for per_seed in (False, True):
+                refs = [jax.jit(step_lib.train_step_fn)(st, batches[i] if per_seed else batches[0], keys[i])[0]
+                        for i, st in enumerate(states)]
+                par = Parallel(cfg.replace(train={"parallelism": mode}))
+                if per_seed:
+                    placed = par.shard_seed_batches({k: np.stack([b[k] for b in batches]) for k in ("src", "tgt")})
+                else:
+                    placed = par.shard_batch({k: batches[0][k] for k in ("src", "tgt")})
+                new, _ = par.seeds_train_step(par.replicate(seeds_lib.stack(states)), placed, par.replicate(keys),
+                                              per_seed)
+                out[f"{dtype}/{mode}/{'per_seed' if per_seed else 'shared'}"] = {
+                    "param_diff": max(max_diff(seeds_lib.unstack(new.params, i), refs[i].params)
+                                      for i in range(len(seeds))),
+                    "seeds_differ": max_diff(seeds_lib.unstack(new.params, 0), seeds_lib.unstack(new.params, 1)),
+                    "state_devices": device_count_of(new)}
+    results["seeds"] = out
+
+
 def main(outdir: str, loop: bool) -> None:
     """The 4-device checks; with ``loop`` the training loop in one of several processes."""
     if loop:
@@ -207,6 +242,7 @@ def main(outdir: str, loop: bool) -> None:
         run("checkpoints", check_checkpoints, results, outdir, cfg, state, par)
         trained = run("bf16", check_bf16, results, cfg, state, par)
         run("decode", check_decoding, results, trained if trained is not None else par.replicate(state), par)
+        run("seeds", check_seeds, results)
     name = f"loop_results_{jax.process_index()}.json" if loop else "results.json"
     with open(os.path.join(outdir, name), "w") as f:
         json.dump(results, f, indent=1, default=str)

@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
 import paper
 import results_table
 
+from s2s_jax.significance import welch
+
 PAPERS = {
     "sutskever2014": dict(cell="lstm", reverse_source=True, attention="none", context_every_step=False),
     "cho2014": dict(cell="gru", attention="none", context_every_step=True),
@@ -71,25 +73,45 @@ def test_runner_data_option_picks_the_multi30k_twin(monkeypatch):
 
 def test_results_table_pools_the_seeds_of_a_run(tmp_path, monkeypatch, capsys):
     def write(name: str, exact: float, bleu: float, minutes: float) -> None:
-        (tmp_path / name).mkdir()
+        (tmp_path / name).mkdir(parents=True)
         row = {"steps": 300, "params": 1234, "train_minutes": minutes, "test_exact_match_greedy": exact,
                "test_exact_match_beam5": exact, "test_bleu_greedy": bleu, "test_bleu_beam5": bleu}
         (tmp_path / name / "result.json").write_text(json.dumps(row))
 
+    for seed, exact in enumerate((0.2, 0.3, 0.4, 0.5)):  # a many-seed run: RUN/seed_N
+        write(f"many/seed_{seed}", exact, 50.0, 1.0)
     write("score_dot_seed0", 0.5, 90.0, 1.0)
     write("score_dot_seed1", 0.7, 94.0, 2.0)
     write("single", 0.25, 80.0, 3.0)
     (tmp_path / "unfinished").mkdir()
     monkeypatch.setattr(sys, "argv", ["results_table.py", str(tmp_path)])
     results_table.main()
-    header, rule, *rows = capsys.readouterr().out.splitlines()
+    header, rule, many, *rows = capsys.readouterr().out.splitlines()
     assert len(rule.split("|")) == len(header.split("|"))
+    assert many.startswith("| many | 4 | 300 | 1.0 | 35.00 ± 12.91 [14.5, 55.5] | ")  # t(0.975, 3) = 3.182
+    # 95% interval of two seeds: mean ± t(0.975, 1) * sd / sqrt(2), t = 12.706.
     assert rows == [
-        "| score_dot | 2 | 300 | 1.5 | 60.00 ± 14.14 (50.0 / 70.0) | 60.00 ± 14.14 (50.0 / 70.0) "
-        "| 92.00 ± 2.83 (90.0 / 94.0) | 92.00 ± 2.83 (90.0 / 94.0) | 1,234 |",
+        "| score_dot | 2 | 300 | 1.5 | 60.00 ± 14.14 [-67.1, 187.1] (50.0 / 70.0) | 60.00 ± 14.14 [-67.1, 187.1] "
+        "(50.0 / 70.0) | 92.00 ± 2.83 [66.6, 117.4] (90.0 / 94.0) | 92.00 ± 2.83 [66.6, 117.4] (90.0 / 94.0) | 1,234 |",
         "| single | 1 | 300 | 3.0 | 25.00 | 25.00 | 80.00 | 80.00 | 1,234 |"]
     monkeypatch.setattr(sys, "argv", ["results_table.py", str(tmp_path), "--bleu-only"])
     results_table.main()
-    header, _, _, single = capsys.readouterr().out.splitlines()
+    header, _, _, _, single = capsys.readouterr().out.splitlines()
     assert header == "| run | seeds | steps | train min | BLEU greedy | beam 5 | params |"
     assert single == "| single | 1 | 300 | 3.0 | 80.00 | 80.00 | 1,234 |"
+
+
+def test_results_table_compares_two_runs_with_welchs_test(tmp_path, monkeypatch, capsys):
+    for name, values in (("a", (0.90, 0.92, 0.94)), ("b", (0.99, 0.995, 1.0))):
+        for seed, v in enumerate(values):
+            (tmp_path / name / f"seed_{seed}").mkdir(parents=True)
+            row = {"steps": 300, "params": 1, "train_minutes": 1.0, "test_exact_match_greedy": v,
+                   "test_exact_match_beam5": v, "test_bleu_greedy": 99.0, "test_bleu_beam5": 99.0}
+            (tmp_path / name / f"seed_{seed}" / "result.json").write_text(json.dumps(row))
+    monkeypatch.setattr(sys, "argv", ["results_table.py", str(tmp_path), "--compare", "a", "b"])
+    results_table.main()
+    lines = capsys.readouterr().out.splitlines()
+    compared = [line for line in lines if line.startswith("| a vs b | ")]
+    t = welch([90.0, 92.0, 94.0], [99.0, 99.5, 100.0])
+    assert compared[0] == (f"| a vs b | test_exact_match_greedy | -7.50 | {t.t:.2f} | {t.dof:.1f} | {t.p:.3g} | yes |")
+    assert compared[2] == "| a vs b | test_bleu_greedy | +0.00 | 0.00 | 4.0 | 1 | no |"
