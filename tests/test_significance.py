@@ -35,6 +35,8 @@ def test_welch_statistic_and_degrees_of_freedom():
     assert c.p == pytest.approx(2 * stats.t.sf(abs(t), dof))  # two-sided
     assert 0.05 < c.p < 0.1  # t = -2.69 at 3.05 degrees of freedom: not significant at 5%
     assert welch(A, A).p == pytest.approx(1.0)
+    reference = stats.ttest_ind(A, B, equal_var=False)
+    assert (c.t, c.p) == pytest.approx((reference.statistic, reference.pvalue))
 
 
 def test_arms_without_spread():
