@@ -69,6 +69,11 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8") -> I
     """Write to a temporary file beside ``path``; rename it over ``path`` only on success. A
     failed write leaves ``path`` as it was and raises :class:`StorageError`."""
     directory = os.path.dirname(os.path.abspath(path))
+    blocker = directory
+    while not os.path.exists(blocker) and os.path.dirname(blocker) != blocker:
+        blocker = os.path.dirname(blocker)
+    if not os.path.isdir(blocker):
+        raise StorageError(f"writing {path} failed: {blocker} is a file, not a directory.")
     tmp = None
     try:
         os.makedirs(directory, exist_ok=True)

@@ -27,9 +27,17 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_an_unwritable_path_is_one_sentence_naming_it(tmp_path):
     (tmp_path / "file").write_text("")
     target = str(tmp_path / "file" / "out.txt")
-    with pytest.raises(StorageError, match=rf"^writing {re.escape(target)} failed: (Not a directory|File exists) "
-                                           r"\([\d.]+ [KMG]iB free\)\.$"):
+    with pytest.raises(StorageError, match=rf"^writing {re.escape(target)} failed: {re.escape(str(tmp_path / 'file'))} "
+                                           r"is a file, not a directory\.$"):
         atomic_write_text(target, "x")
+    os.chmod(tmp_path, 0o500)  # (root ignores permissions: then the write succeeds)
+    try:
+        atomic_write_text(str(tmp_path / "new.txt"), "x")
+    except StorageError as e:
+        assert re.fullmatch(rf"writing {re.escape(str(tmp_path / 'new.txt'))} failed: Permission denied "
+                            r"\([\d.]+ [KMG]iB free\)\.", str(e))
+    finally:
+        os.chmod(tmp_path, 0o700)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
