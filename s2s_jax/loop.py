@@ -22,31 +22,17 @@ non-finite loss stops the run before anything is saved from it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
-import jax
-
-from s2s_jax.checkpoint import Checkpointer, check_workdir_config
+from s2s_jax.checkpoint import check_workdir_config
 from s2s_jax.config import Config
 from s2s_jax.data.pipeline import load_data
 from s2s_jax.fileio import workdir_lock
-from s2s_jax.loop_parts import (
-    Clock,
-    LossWatch,
-    RunResult,
-    Stop,
-    TrainLog,
-    better,
-    evaluate_split,
-    restore_or_start,
-    save,
-    total_steps,
-)
+from s2s_jax.loop_parts import Clock, LossWatch, RunResult, Stop, TrainLog, evaluate_split, start_one, total_steps
 from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
 from s2s_jax.precision import resolve_dtype
-from s2s_jax.seeds import run_seeds
-from s2s_jax.summary import MetricsWriter
-from s2s_jax.training.schedules import after_evaluation
+from s2s_jax.seeds import start_seeds
 from s2s_jax.training.step import TrainState
 
 log = logging.getLogger("s2s_jax")
@@ -58,11 +44,9 @@ def train(cfg: Config, workdir: str) -> TrainState:
 
 
 def run(cfg: Config, workdir: str) -> RunResult:
-    """:func:`train`, also returning the data and why the run stopped. With ``train.seeds``,
-    :func:`s2s_jax.seeds.run_seeds` trains them all in one program (its result holds seed
-    states stacked on a leading axis)."""
-    if cfg.train.seeds:
-        return run_seeds(cfg, workdir)
+    """:func:`train`, also returning the data and why the run stopped. With ``train.seeds`` the
+    seeds train together in one program (:mod:`s2s_jax.seeds`), and the result holds their
+    states stacked on a leading axis."""
     initialize_distributed()  # before anything touches a device; a no-op unless S2S_DISTRIBUTED=1
     cfg = resolve_dtype(cfg)  # the run records the dtype it trains in, not "auto"
     check_workdir_config(workdir, cfg)  # (only reads: a refused workdir is left untouched)
@@ -73,45 +57,40 @@ def run(cfg: Config, workdir: str) -> RunResult:
                                                              process_count=par.process_count))
         cfg, tcfg = data.config, data.config.train
         total = total_steps(cfg, batches.steps_per_epoch)
-        with Checkpointer(workdir, tcfg.keep_checkpoints) as ckpt, \
-                MetricsWriter(workdir, enabled=par.is_main_process) as metrics:
-            state, rng, book = restore_or_start(cfg, workdir, par, ckpt, batches, metrics)
-            if int(state.step) >= total:
-                log.info("%s already holds a finished run (step %d).", workdir, int(state.step))
-                return RunResult(state, data, "finished")
-            clock, watch, stopped = Clock(book.minutes), LossWatch(ckpt), "finished"
-            with (Stop(ckpt, tcfg.max_minutes).installed() as stop,
-                  TrainLog([metrics], batches, total, clock, tcfg.quiet, initial=int(state.step)) as train_log):
-                for step in range(int(state.step), total):
-                    batch = next(batches)
-                    state, m = par.train_step(state, par.shard_batch({"src": batch["src"], "tgt": batch["tgt"]}),
-                                              jax.random.fold_in(rng, step))
+        with contextlib.ExitStack() as stack:
+            group = start_seeds(stack, cfg, workdir, data, batches, par, total) if tcfg.seeds \
+                else start_one(stack, cfg, workdir, batches, par)
+            runs, first = range(len(group.members)), group.members[0]
+            if group.step >= total:
+                log.info("%s already holds a finished run (step %d).", workdir, group.step)
+                return RunResult(group.state, data, "finished")
+            clock, watch, stopped = Clock(first.book.minutes), LossWatch(first.ckpt, tcfg.seeds), "finished"
+            with (Stop(first.ckpt, tcfg.max_minutes).installed() as stop,
+                  TrainLog([m.writer for m in group.members], first.batches, total, clock, tcfg.quiet,
+                           initial=group.step) as train_log):
+                for step in range(group.step, total):
+                    m = group.advance(step)
                     done = step + 1
                     watch.add(done, m)
                     train_log.add(m)
                     if done % tcfg.log_every == 0:
                         watch.check()
                         train_log.write(done, m)
-                    scores = None
+                    new_best = [False for _ in runs]
                     if done % tcfg.eval_every == 0 or done == total:
                         watch.check()
-                        scores = evaluate_split(state, data, "validation", done, metrics, clock, par)
-                        plateau = after_evaluation(tcfg, state.plateau, scores["loss"])
-                        state = state.replace(plateau=par.replicate(plateau))
-                    new_best = scores is not None and better(tcfg.best_metric, scores[tcfg.best_metric], book.best)
-                    if new_best:
-                        book.best = scores[tcfg.best_metric]
+                        new_best = [group.validate(i, data, done, clock) for i in runs]
                     reason = stop.reason(done, clock)  # read once: the save and the exit agree
-                    if new_best or done % tcfg.checkpoint_every == 0 or done == total or reason:
-                        watch.check()
-                        best = (tcfg.best_metric, book.best) if new_best else None
-                        save(ckpt, state, rng, batches, book, clock, best)
+                    checkpoint = done % tcfg.checkpoint_every == 0 or done == total or reason
+                    for i in runs:
+                        if new_best[i] or checkpoint:
+                            watch.check()
+                            group.save(i, clock, new_best[i])
                     if reason:
                         stopped = reason
                         break
             watch.check()
             if stopped == "finished":
-                evaluate_split(state, data, "test", total, metrics, clock, par)
-    return RunResult(state, data, stopped)
-
-
+                for i in runs:
+                    evaluate_split(group.member_state(i), data, "test", total, group.members[i].writer, clock, par)
+    return RunResult(group.state, data, stopped)

@@ -1,5 +1,6 @@
-"""The named pieces of the training loop (:mod:`s2s_jax.loop`, :mod:`s2s_jax.seeds`): starting
-or resuming, saving, evaluating, watching the loss, logging, the clock and the stop."""
+"""The named pieces of the training loop (:mod:`s2s_jax.loop`): the runs it advances (one, or
+many seeds stacked, :mod:`s2s_jax.seeds`), starting or resuming, saving, evaluating, watching
+the loss, logging, the clock and the stop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -25,6 +27,8 @@ from s2s_jax.fileio import atomic_write_text
 from s2s_jax.parallel import Parallel
 from s2s_jax.plots import attention_examples
 from s2s_jax.summary import MetricsWriter, progress
+from s2s_jax.training import seeds as seeds_lib
+from s2s_jax.training.schedules import after_evaluation
 from s2s_jax.training.step import TrainState, create_train_state
 
 log = logging.getLogger("s2s_jax")
@@ -45,6 +49,86 @@ class Bookkeeping:
 
     best: float | None = None  # the best validation value of train.best_metric so far
     minutes: float = 0.0  # training minutes up to the save (a time-to-quality curve spans preemptions)
+
+
+@dataclasses.dataclass
+class Member:
+    """One run of a :class:`Group`: its config, and where its checkpoints, metrics and data
+    position go."""
+
+    config: Config
+    ckpt: Checkpointer
+    writer: MetricsWriter
+    batches: BatchIterator
+    book: Bookkeeping
+
+
+@dataclasses.dataclass
+class Group:
+    """The runs one loop advances with one compiled step: a single run, or with ``stacked``
+    many seeds whose train states and keys carry a leading seed axis.
+
+    ``train_step(state, rng, step)`` takes the step's batch and returns the new state (the old
+    one is donated) and the metrics (one entry per seed when stacked)."""
+
+    members: list[Member]
+    state: TrainState
+    rng: jax.Array
+    train_step: Callable[[TrainState, jax.Array, int], tuple[TrainState, dict]]
+    par: Parallel
+    stacked: bool = False
+
+    @property
+    def step(self) -> int:
+        return int(self.state.step[0] if self.stacked else self.state.step)
+
+    def member_state(self, i: int) -> TrainState:
+        """Member ``i``'s train state; a seed's keeps the static parts (config, model) the
+        seeds share, so evaluating each compiles once."""
+        return seeds_lib.unstack(self.state, i) if self.stacked else self.state
+
+    def member_rng(self, i: int) -> jax.Array:
+        return seeds_lib.unstack(self.rng, i) if self.stacked else self.rng
+
+    def advance(self, step: int) -> dict:
+        self.state, m = self.train_step(self.state, self.rng, step)
+        return m
+
+    def validate(self, i: int, data: Data, step: int, clock: Clock) -> bool:
+        """Evaluate member ``i`` on the validation split, step its plateau schedule; whether
+        its score is a new best (then recorded in its bookkeeping)."""
+        member, tcfg = self.members[i], self.members[i].config.train
+        state = self.member_state(i)
+        scores = evaluate_split(state, data, "validation", step, member.writer, clock, self.par)
+        plateau = self.par.replicate(after_evaluation(tcfg, state.plateau, scores["loss"]))
+        if self.stacked:
+            plateau = jax.tree_util.tree_map(lambda all_, one: all_.at[i].set(one), self.state.plateau, plateau)
+        self.state = self.state.replace(plateau=plateau)
+        if not better(tcfg.best_metric, scores[tcfg.best_metric], member.book.best):
+            return False
+        member.book.best = scores[tcfg.best_metric]
+        return True
+
+    def save(self, i: int, clock: Clock, new_best: bool) -> None:
+        member = self.members[i]
+        best = (member.config.train.best_metric, member.book.best) if new_best else None
+        state = self.member_state(i).replace(config=member.config)  # a seed's checkpoint holds its own config
+        save(member.ckpt, state, self.member_rng(i), member.batches, member.book, clock, best)
+
+
+def start_one(stack: contextlib.ExitStack, cfg: Config, workdir: str, batches: BatchIterator,
+              par: Parallel) -> Group:
+    """The :class:`Group` of a single run in ``workdir``, started or resumed."""
+    ckpt = stack.enter_context(Checkpointer(workdir, cfg.train.keep_checkpoints))
+    writer = stack.enter_context(MetricsWriter(workdir, enabled=par.is_main_process))
+    state, rng, book = restore_or_start(cfg, workdir, par, ckpt, batches, writer)
+
+    def train_step(state: TrainState, rng: jax.Array, step: int) -> tuple[TrainState, dict]:
+        batch = next(batches)
+        return par.train_step(state, par.shard_batch({"src": batch["src"], "tgt": batch["tgt"]}),
+                              jax.random.fold_in(rng, step))
+
+    return Group([Member(cfg, ckpt, writer, batches, book)], state, rng, train_step, par)
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> int:

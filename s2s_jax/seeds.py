@@ -3,10 +3,11 @@
 The train states of the seeds are stacked on a leading axis and the train step is mapped over
 it (:mod:`s2s_jax.training.seeds`); every seed sees the same batches (those of ``train.seed``),
 or with ``train.seed_data_order`` the data order of its own seed (batches padded to a common
-shape per step). Each seed is a run directory of its own, ``WORKDIR/seed_N``, with the config
-of a single run with ``train.seed`` N, its tokenizers, metrics, TensorBoard events and its
-latest and best checkpoints, so that ``s2s-eval``, ``s2s-translate``, ``Translator`` and
-``s2s.restore`` read it as any run. ``WORKDIR`` holds the shared config and tokenizers and the
+shape per step); the loop of a single run (:func:`s2s_jax.loop.run`) advances them. Each seed
+is a run directory of its own, ``WORKDIR/seed_N``, with the config of a single run with
+``train.seed`` N, its tokenizers, metrics, TensorBoard events and its latest and best
+checkpoints, so that ``s2s-eval``, ``s2s-translate``, ``Translator`` and ``s2s.restore`` read
+it as any run. ``WORKDIR`` holds the shared config and tokenizers and the
 writer lock. The seeds save at the same steps, so a resume restores all of them from their
 common latest checkpoint, exactly. A non-finite loss in any seed stops the whole run, naming
 the seed (its siblings' last checkpoints are kept): an ablation needs every seed it was given.
@@ -17,7 +18,6 @@ the device's.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 
 import jax
@@ -25,29 +25,16 @@ import numpy as np
 
 from s2s_jax.checkpoint import Checkpointer, check_workdir_config
 from s2s_jax.config import Config
-from s2s_jax.data.pipeline import BatchIterator, load_data, pad_rows, rows_per_batch
+from s2s_jax.data.dataset import Data
+from s2s_jax.data.pipeline import BatchIterator, pad_rows, rows_per_batch
 from s2s_jax.errors import CheckpointError, ConfigError
-from s2s_jax.fileio import atomic_write_text, human_size, workdir_lock
-from s2s_jax.loop_parts import (
-    Clock,
-    LossWatch,
-    RunResult,
-    Stop,
-    TrainLog,
-    better,
-    evaluate_split,
-    restore_or_start,
-    save,
-    total_steps,
-)
-from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
-from s2s_jax.precision import resolve_dtype
+from s2s_jax.fileio import atomic_write_text, human_size
+from s2s_jax.loop_parts import Group, Member, restore_or_start
+from s2s_jax.parallel import Parallel
 from s2s_jax.summary import MetricsWriter
 from s2s_jax.training import seeds as seeds_lib
-from s2s_jax.training.schedules import after_evaluation
+from s2s_jax.training.step import TrainState
 from s2s_jax.vocab import save_tokenizers
-
-log = logging.getLogger("s2s_jax")
 
 
 def seed_dir(workdir: str, seed: int) -> str:
@@ -59,86 +46,44 @@ def seed_config(cfg: Config, seed: int) -> Config:
     return cfg.replace(train={"seed": seed, "seeds": (), "seed_data_order": False})
 
 
-def run_seeds(cfg: Config, workdir: str) -> RunResult:
-    """Train every seed of ``cfg.train.seeds`` in ``workdir`` (resuming their checkpoints)."""
-    initialize_distributed()
-    cfg = resolve_dtype(cfg)
-    seeds = cfg.train.seeds
-    check_workdir_config(workdir, cfg)
-    par = Parallel(cfg)
-    with workdir_lock(workdir, enabled=par.is_main_process):
-        placement = dict(multiple=par.multiple, process_index=par.process_index, process_count=par.process_count)
-        data, shared = main_process_first(lambda: load_data(cfg, workdir, **placement))
-        cfg, tcfg = data.config, data.config.train
-        atomic_write_text(os.path.join(workdir, "config.json"), cfg.to_json())
-        configs = [seed_config(cfg, s) for s in seeds]
-        dirs = [seed_dir(workdir, s) for s in seeds]
-        for c, d in zip(configs, dirs, strict=True):
-            check_workdir_config(d, c)
-            save_tokenizers(d, data.src_tokenizer, data.tgt_tokenizer, cfg.data)
-        per_seed = tcfg.seed_data_order
-        batches = [BatchIterator(data.splits["train"], cfg.data, seed=s, **placement) for s in seeds] if per_seed \
-            else [shared] * len(seeds)
-        total = total_steps(cfg, shared.steps_per_epoch)
-        with contextlib.ExitStack() as stack:
-            ckpts = [stack.enter_context(Checkpointer(d, tcfg.keep_checkpoints)) for d in dirs]
-            writers = [stack.enter_context(MetricsWriter(d, enabled=par.is_main_process)) for d in dirs]
-            starts = [restore_or_start(c, d, par, k, b, w)
-                      for c, d, k, b, w in zip(configs, dirs, ckpts, batches, writers, strict=True)]
-            steps = sorted({int(state.step) for state, _, _ in starts})
-            if len(steps) > 1:
-                raise CheckpointError(f"the seeds in {workdir} were saved at different steps ({steps}); delete the "
-                                      f"checkpoints after step {steps[0]} to resume them together.")
-            # One program for all: the static parts (config, model, optimizer) of the first seed.
-            first = starts[0][0]
-            states = seeds_lib.stack([s.replace(config=first.config, model=first.model, tx=first.tx, lr_fn=first.lr_fn)
-                                      for s, _, _ in starts])
-            rngs = seeds_lib.stack([r for _, r, _ in starts])
-            books = [b for _, _, b in starts]
-            if steps[0] >= total:
-                log.info("%s already holds a finished run (step %d).", workdir, steps[0])
-                return RunResult(states, data, "finished")
-            check_memory(par, cfg, states, rngs, per_seed)
-            clock, watch, stopped = Clock(books[0].minutes), LossWatch(ckpts[0], seeds), "finished"
-            with (Stop(ckpts[0], tcfg.max_minutes).installed() as stop,
-                  TrainLog(writers, batches[0], total, clock, tcfg.quiet, initial=steps[0]) as train_log):
-                for step in range(steps[0], total):
-                    batch = next_batch(batches, per_seed, par)
-                    states, m = par.seeds_train_step(states, batch, seeds_lib.step_keys(rngs, step), per_seed)
-                    done = step + 1
-                    watch.add(done, m)
-                    train_log.add(m)
-                    if done % tcfg.log_every == 0:
-                        watch.check()
-                        train_log.write(done, m)
-                    evaluate = done % tcfg.eval_every == 0 or done == total
-                    reason = stop.reason(done, clock)
-                    checkpoint = done % tcfg.checkpoint_every == 0 or done == total or reason
-                    for i in range(len(seeds)) if evaluate or checkpoint else ():
-                        state, new_best = seeds_lib.unstack(states, i), False
-                        if evaluate:
-                            watch.check()
-                            scores = evaluate_split(state, data, "validation", done, writers[i], clock, par)
-                            plateau = after_evaluation(tcfg, state.plateau, scores["loss"])
-                            state = state.replace(plateau=plateau)
-                            states = states.replace(plateau=jax.tree_util.tree_map(
-                                lambda all_, one, i=i: all_.at[i].set(one), states.plateau, par.replicate(plateau)))
-                            new_best = better(tcfg.best_metric, scores[tcfg.best_metric], books[i].best)
-                            if new_best:
-                                books[i].best = scores[tcfg.best_metric]
-                        if new_best or checkpoint:
-                            watch.check()
-                            best = (tcfg.best_metric, books[i].best) if new_best else None
-                            save(ckpts[i], state.replace(config=configs[i]), seeds_lib.unstack(rngs, i), batches[i],
-                                 books[i], clock, best)
-                    if reason:
-                        stopped = reason
-                        break
-            watch.check()
-            if stopped == "finished":
-                for i in range(len(seeds)):
-                    evaluate_split(seeds_lib.unstack(states, i), data, "test", total, writers[i], clock, par)
-    return RunResult(states, data, stopped)
+def start_seeds(stack: contextlib.ExitStack, cfg: Config, workdir: str, data: Data, shared: BatchIterator,
+                par: Parallel, total: int) -> Group:
+    """The :class:`~s2s_jax.loop_parts.Group` of every seed of ``cfg.train.seeds`` in ``workdir``,
+    started or resumed together; ``shared`` gives the batches of ``train.seed``."""
+    tcfg, seeds = cfg.train, cfg.train.seeds
+    placement = dict(multiple=par.multiple, process_index=par.process_index, process_count=par.process_count)
+    atomic_write_text(os.path.join(workdir, "config.json"), cfg.to_json())
+    configs, dirs = [seed_config(cfg, s) for s in seeds], [seed_dir(workdir, s) for s in seeds]
+    for c, d in zip(configs, dirs, strict=True):  # every seed's workdir is checked before any is written
+        check_workdir_config(d, c)
+    members = []
+    for seed, c, d in zip(seeds, configs, dirs, strict=True):
+        save_tokenizers(d, data.src_tokenizer, data.tgt_tokenizer, cfg.data)
+        batches = BatchIterator(data.splits["train"], cfg.data, seed=seed, **placement) if tcfg.seed_data_order \
+            else shared
+        ckpt = stack.enter_context(Checkpointer(d, tcfg.keep_checkpoints))
+        writer = stack.enter_context(MetricsWriter(d, enabled=par.is_main_process))
+        state, rng, book = restore_or_start(c, d, par, ckpt, batches, writer)
+        members.append((Member(c, ckpt, writer, batches, book), state, rng))
+    steps = sorted({int(state.step) for _, state, _ in members})
+    if len(steps) > 1:
+        raise CheckpointError(f"the seeds in {workdir} were saved at different steps ({steps}); delete the "
+                              f"checkpoints after step {steps[0]} to resume them together.")
+    # One program for all: the static parts (config, model, optimizer) of the first seed.
+    first = members[0][1]
+    states = seeds_lib.stack([s.replace(config=first.config, model=first.model, tx=first.tx, lr_fn=first.lr_fn)
+                              for _, s, _ in members])
+    rngs = seeds_lib.stack([r for _, _, r in members])
+    per_seed = tcfg.seed_data_order
+    if steps[0] < total:
+        check_memory(par, cfg, states, rngs, per_seed)
+    batches = [m.batches for m, _, _ in members]
+
+    def train_step(states: TrainState, rngs: jax.Array, step: int) -> tuple[TrainState, dict]:
+        return par.seeds_train_step(states, next_batch(batches, per_seed, par), seeds_lib.step_keys(rngs, step),
+                                    per_seed)
+
+    return Group([m for m, _, _ in members], states, rngs, train_step, par, stacked=True)
 
 
 def next_batch(batches: list[BatchIterator], per_seed: bool, par: Parallel) -> dict:
