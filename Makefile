@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python experiments/quickstart.py --workdir runs/dates
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check s2s_jax tests experiments benchmarks
+	$(BIN)/ruff check s2s_jax tests experiments benchmarks notebooks
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # Speed beside the PyTorch reference (BENCHMARKS.md): alternating rounds, ratios min/median/max.
@@ -33,7 +33,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.compare --rounds 3 --ablate-recurrence
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check s2s_jax tests experiments benchmarks
+	$(BIN)/ruff check s2s_jax tests experiments benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) runs
