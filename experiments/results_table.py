@@ -31,7 +31,7 @@ def cell(values: list[float]) -> str:
     if s.n == 1:
         return f"{s.mean:.2f}"
     each = f" ({' / '.join(f'{v:.1f}' for v in values)})" if s.n <= 3 else ""
-    return f"{s.mean:.2f} ± {s.sd:.2f} [{s.ci_low:.1f}, {s.ci_high:.1f}]{each}"
+    return f"{s.mean:.2f} ± {s.sd:.2f} [{s.ci_low:.2f}, {s.ci_high:.2f}]{each}"
 
 
 def runs(root: str) -> dict[str, list[dict]]:

@@ -88,11 +88,12 @@ def test_results_table_pools_the_seeds_of_a_run(tmp_path, monkeypatch, capsys):
     results_table.main()
     header, rule, many, *rows = capsys.readouterr().out.splitlines()
     assert len(rule.split("|")) == len(header.split("|"))
-    assert many.startswith("| many | 4 | 300 | 1.0 | 35.00 ± 12.91 [14.5, 55.5] | ")  # t(0.975, 3) = 3.182
+    assert many.startswith("| many | 4 | 300 | 1.0 | 35.00 ± 12.91 [14.46, 55.54] | ")  # t(0.975, 3) = 3.182
     # 95% interval of two seeds: mean ± t(0.975, 1) * sd / sqrt(2), t = 12.706.
     assert rows == [
-        "| score_dot | 2 | 300 | 1.5 | 60.00 ± 14.14 [-67.1, 187.1] (50.0 / 70.0) | 60.00 ± 14.14 [-67.1, 187.1] "
-        "(50.0 / 70.0) | 92.00 ± 2.83 [66.6, 117.4] (90.0 / 94.0) | 92.00 ± 2.83 [66.6, 117.4] (90.0 / 94.0) | 1,234 |",
+        "| score_dot | 2 | 300 | 1.5 | 60.00 ± 14.14 [-67.06, 187.06] (50.0 / 70.0) | 60.00 ± 14.14 [-67.06, 187.06] "
+        "(50.0 / 70.0) | 92.00 ± 2.83 [66.59, 117.41] (90.0 / 94.0) | 92.00 ± 2.83 [66.59, 117.41] (90.0 / 94.0) "
+        "| 1,234 |",
         "| single | 1 | 300 | 3.0 | 25.00 | 25.00 | 80.00 | 80.00 | 1,234 |"]
     monkeypatch.setattr(sys, "argv", ["results_table.py", str(tmp_path), "--bleu-only"])
     results_table.main()
