@@ -2,7 +2,7 @@
 # The dates-task rows and ablations of EXPERIMENTS.md: the five paper presets at their own
 # budgets (seed 0), then each ablation arm at 300 steps with 8 seeds trained together in one
 # program (train.seeds), where the presets are still learning and differences show.
-#   experiments/dates_ablations.sh [presets] [context] [score] [sampling] [reversal]
+#   experiments/dates_ablations.sh [presets] [context] [score] [sampling] [sampling150] [reversal]
 # runs the groups named (all of them by default). Runs from the repository root; finished
 # workdirs are reused, so an interrupted sweep resumes. Results: runs/paper_dates/*/seed_*/result.json,
 # tabled with intervals and Welch's tests by experiments/results_table.py (see EXPERIMENTS.md).
@@ -12,7 +12,7 @@ R=runs/paper_dates
 SEEDS=(--seeds 0 1 2 3 4 5 6 7)
 ABL=(--train.quiet --train.num-steps 300 "${SEEDS[@]}")
 WANTED=("$@")
-[ ${#WANTED[@]} -eq 0 ] && WANTED=(presets context score sampling reversal)
+[ ${#WANTED[@]} -eq 0 ] && WANTED=(presets context score sampling sampling150 reversal)
 want() { [[ " ${WANTED[*]} " == *" $1 "* ]]; }
 
 if want presets; then
@@ -33,18 +33,22 @@ if want score; then  # Luong et al. 2015, eq. 8: the attention score
   done
 fi
 
-if want sampling; then
-  # Bengio et al. 2015, sec. 2.4: teacher forcing vs the three decays of the probability of feeding
-  # the gold token, each reaching about 0.5 at step 300 (the model's own samples fed half the time).
-  "$PY" experiments/bahdanau2015.py "${ABL[@]}" --workdir $R/teacher_forcing
-  SS=experiments/scheduled_sampling.py
-  "$PY" $SS "${ABL[@]}" --workdir $R/ss_linear --train.scheduled-sampling.schedule linear \
-    --train.scheduled-sampling.k 1 --train.scheduled-sampling.c 0.001667
-  "$PY" $SS "${ABL[@]}" --workdir $R/ss_exponential --train.scheduled-sampling.schedule exponential \
-    --train.scheduled-sampling.k 0.99769
-  "$PY" $SS "${ABL[@]}" --workdir $R/ss_inverse_sigmoid --train.scheduled-sampling.schedule inverse_sigmoid \
-    --train.scheduled-sampling.k 70
-fi
+# Bengio et al. 2015, sec. 2.4: teacher forcing vs the three decays of the probability of feeding
+# the gold token, each reaching about 0.5 at the last step (the model's own samples fed half the
+# time). sampling_arms STEPS SUFFIX LINEAR_C EXPONENTIAL_K INVERSE_SIGMOID_K
+sampling_arms() {
+  local args=(--train.quiet --train.num-steps "$1" "${SEEDS[@]}") ss=experiments/scheduled_sampling.py
+  "$PY" experiments/bahdanau2015.py "${args[@]}" --workdir $R/teacher_forcing$2
+  "$PY" $ss "${args[@]}" --workdir $R/ss_linear$2 --train.scheduled-sampling.schedule linear \
+    --train.scheduled-sampling.k 1 --train.scheduled-sampling.c "$3"
+  "$PY" $ss "${args[@]}" --workdir $R/ss_exponential$2 --train.scheduled-sampling.schedule exponential \
+    --train.scheduled-sampling.k "$4"
+  "$PY" $ss "${args[@]}" --workdir $R/ss_inverse_sigmoid$2 --train.scheduled-sampling.schedule inverse_sigmoid \
+    --train.scheduled-sampling.k "$5"
+}
+want sampling && sampling_arms 300 "" 0.001667 0.99769 70
+# Half the budget, where teacher forcing is not yet at 100% on every seed.
+want sampling150 && sampling_arms 150 _150 0.003333 0.99539 40.5
 
 if want reversal; then
   # Sutskever et al. 2014, sec. 3.3: reading the source reversed helps. Without attention the dates
