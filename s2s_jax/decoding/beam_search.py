@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from s2s_jax.decoding.common import NEG_INF, constrain_eos, decode_jit, output_limits
+from s2s_jax.decoding.selection import top_k
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.decoder import DecoderState
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
@@ -183,7 +184,7 @@ def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Arra
         log_probs = jnp.where(log_probs <= NEG_INF, -jnp.inf, log_probs)  # banned tokens: no hypothesis
         vocab = log_probs.shape[-1]
         extended = alive.log_prob[:, :, None] + log_probs.reshape(batch, k, vocab)
-        top_log_prob, top = jax.lax.top_k(extended.reshape(batch, k * vocab), 2 * k)
+        top_log_prob, top = top_k(extended.reshape(batch, k * vocab), 2 * k)
         parents, tokens = top // vocab, top % vocab
         weights = gather_beams(state.attention.reshape(batch, k, att_len), parents)
         candidates = _extend(gather_beams(alive, parents), tokens, top_log_prob, weights, t)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from s2s_jax.decoding.common import constrain_eos, decode_jit, output_limits
+from s2s_jax.decoding.selection import first_argmax
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -22,7 +23,7 @@ def greedy_decode(model: Seq2Seq, params, src: jax.Array, max_len: int = 50, *, 
     Stops when every row has emitted EOS. With ``return_attention`` also returns the
     attention weights [batch, width, src_len] (zero after EOS and for models without attention).
     """
-    return decode_token_by_token(model, params, src, lambda log_probs, t: jnp.argmax(log_probs, axis=-1),
+    return decode_token_by_token(model, params, src, lambda log_probs, t: first_argmax(log_probs),
                                  max_len, max_len_a, min_len, return_attention)
 
 
