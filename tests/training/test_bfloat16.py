@@ -19,8 +19,8 @@ def bf16_run(tmp_path_factory):
     # With the float32 test's 64 units, bfloat16 leaves one to three of the 200 test sentences
     # wrong at 500 and 750 steps (an Intel CPU with AMX), and two at 1000 and 1500 on an AMD
     # CPU without bfloat16 units (a repeated letter dropped, "nuujk" -> "nujk"); 96 units learn
-    # it by 1000 steps.
-    cfg = copy_config().replace(model={"dtype": "bfloat16", "hidden_size": 96}, train={"num_steps": 1000})
+    # it by 1000 steps there, and by 1500 on an AMD Zen 5 with AVX512-BF16 (0.985 at 1000).
+    cfg = copy_config().replace(model={"dtype": "bfloat16", "hidden_size": 96}, train={"num_steps": 1500})
     return workdir, run(cfg, workdir)
 
 
