@@ -2,10 +2,10 @@
 
 ``jnp.argmax`` and ``jax.lax.top_k`` over a [rows, vocab] array are what a decoding step
 needs after its generator product, and on XLA:CPU both are slow beside the product: the
-argmax is a reduction of (value, index) pairs that XLA:CPU does not vectorise (2.2 ms of a
-9 ms greedy step of the attention shape), and top-k sorts its rows (6 ms of beam search's
-[128, 5 x 8000] candidates each step). The functions here give the same results from
-reductions XLA:CPU does vectorise (BENCHMARKS.md, "Decoding").
+argmax is a reduction of (value, index) pairs that XLA:CPU does not vectorise, and top-k
+sorts its rows. The functions here give the same results from reductions XLA:CPU does
+vectorise, several times faster per step (``python -m benchmarks.selection``; BENCHMARKS.md,
+"The same on an AMD EPYC with AVX512-BF16").
 """
 
 from __future__ import annotations
