@@ -62,8 +62,8 @@ def output_limits(src: jax.Array, max_len: int, max_len_a: float = 0.0) -> tuple
 
 
 def constrain_eos(log_probs: jax.Array, t: jax.Array, limits: jax.Array, min_len: int = 0) -> jax.Array:
-    """Mask ``log_probs`` [rows, vocab] at output position ``t`` (0-based): EOS is banned
-    while t < min_len and forced at a row's last position ``limits - 1``."""
+    """Mask ``log_probs`` [rows, vocab] (or logits) at output position ``t`` (0-based): EOS is
+    banned while t < min_len and forced at a row's last position ``limits - 1``."""
     vocab = jnp.arange(log_probs.shape[-1])
     is_eos = vocab == EOS_ID
     ban_eos = (t < min_len) & (t < limits - 1)

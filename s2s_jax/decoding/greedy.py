@@ -23,16 +23,17 @@ def greedy_decode(model: Seq2Seq, params, src: jax.Array, max_len: int = 50, *, 
     Stops when every row has emitted EOS. With ``return_attention`` also returns the
     attention weights [batch, width, src_len] (zero after EOS and for models without attention).
     """
-    return decode_token_by_token(model, params, src, lambda log_probs, t: first_argmax(log_probs),
+    return decode_token_by_token(model, params, src, lambda logits, t: first_argmax(logits),
                                  max_len, max_len_a, min_len, return_attention)
 
 
 def decode_token_by_token(model: Seq2Seq, params, src: jax.Array, choose: Chooser, max_len: int, max_len_a: float,
                           min_len: int, return_attention: bool):
-    """The loop of greedy decoding and sampling: ``choose(log_probs [batch, vocab], t) -> tokens [batch]``
-    picks each row's next token from the EOS-constrained log-probabilities at output position ``t``.
+    """The loop of greedy decoding and sampling: ``choose(logits [batch, vocab], t) -> tokens [batch]``
+    picks each row's next token from the EOS-constrained logits at output position ``t``. Neither
+    an argmax nor a sample needs them normalised, so the log-softmax is not computed.
     Returns tokens [batch, width] (and attention [batch, width, src_len] with ``return_attention``)."""
-    state, step, _ = init_decoder(model, params, src)
+    state, step, _ = init_decoder(model, params, src, normalize=False)
     batch, src_len = src.shape
     width, limits = output_limits(src, max_len, max_len_a)
     tokens = jnp.full((batch, width), PAD_ID, jnp.int32)
@@ -46,9 +47,9 @@ def decode_token_by_token(model: Seq2Seq, params, src: jax.Array, choose: Choose
 
     def body(carry):
         t, prev, state, tokens, attention, done = carry
-        log_probs, state = step(state, prev)
-        log_probs = constrain_eos(log_probs, t, limits, min_len)
-        nxt = jnp.where(done, PAD_ID, choose(log_probs, t).astype(jnp.int32))
+        logits, state = step(state, prev)
+        logits = constrain_eos(logits, t, limits, min_len)
+        nxt = jnp.where(done, PAD_ID, choose(logits, t).astype(jnp.int32))
         tokens = tokens.at[:, t].set(nxt)
         attention = attention.at[:, t].set(jnp.where(done[:, None], 0.0, state.attention))
         return t + 1, nxt, state, tokens, attention, done | (nxt == EOS_ID)

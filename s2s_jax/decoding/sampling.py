@@ -35,7 +35,7 @@ def sample_decode(model: Seq2Seq, params, src: jax.Array, key: jax.Array, *, tem
                   max_len_a: float = 0.0) -> jax.Array:
     """src [batch, src_len] -> tokens [batch, width]: each row sampled token by token, EOS, then PAD.
 
-    Step t draws from ``softmax(log_probs / temperature)`` restricted by ``top_k`` and
+    Step t draws from ``softmax(logits / temperature)`` restricted by ``top_k`` and
     ``top_p`` with the key ``fold_in(key, t)``; the length limits are greedy decoding's.
     ``top_k=1`` (or a tiny ``top_p``) gives greedy decoding's output.
     """
@@ -52,8 +52,8 @@ def sample_decode(model: Seq2Seq, params, src: jax.Array, key: jax.Array, *, tem
 @decode_jit(static_argnames=("model", "top_k", "top_p", "max_len", "min_len", "max_len_a"))
 def _sample_decode(model: Seq2Seq, params, src: jax.Array, key: jax.Array, temperature: float | jax.Array, *,
                    top_k: int, top_p: float, max_len: int, min_len: int, max_len_a: float) -> jax.Array:
-    def choose(log_probs: jax.Array, t: jax.Array) -> jax.Array:
-        logits = filter_logits(log_probs / temperature, top_k, top_p)
+    def choose(logits: jax.Array, t: jax.Array) -> jax.Array:
+        logits = filter_logits(logits / temperature, top_k, top_p)
         return jax.random.categorical(jax.random.fold_in(key, t), logits, axis=-1)
 
     return decode_token_by_token(model, params, src, choose, max_len, max_len_a, min_len, return_attention=False)

@@ -166,9 +166,10 @@ class Decoder(nn.Module):
             out = jnp.concatenate([h.astype(emb.dtype), context.astype(emb.dtype), emb], axis=-1)
         return self.dropout(out, deterministic=not train)
 
-    def generate(self, out: jax.Array) -> jax.Array:
-        """Generator input [..., out_dim] -> log-probabilities [..., vocab]."""
-        return self.generator(out)
+    def generate(self, out: jax.Array, normalize: bool = True) -> jax.Array:
+        """Generator input [..., out_dim] -> log-probabilities [..., vocab] (``normalize=False``:
+        the logits)."""
+        return self.generator(out, normalize=normalize)
 
     def token_losses(self, out: jax.Array, labels: jax.Array,
                      label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -177,8 +178,9 @@ class Decoder(nn.Module):
         return self.generator(out, labels, label_smoothing)
 
     def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
-                    train: bool = False) -> tuple[jax.Array, DecoderState]:
-        """tokens [batch] -> (log-probabilities [batch, vocab], new state)."""
+                    train: bool = False, normalize: bool = True) -> tuple[jax.Array, DecoderState]:
+        """tokens [batch] -> (log-probabilities [batch, vocab] (``normalize=False``: the logits),
+        new state)."""
         emb, emb_proj = self.embed_tokens(tokens, train)
         out, state = self.step(enc, state, emb, emb_proj, train)
-        return self.generate(out), state
+        return self.generate(out, normalize), state

@@ -92,10 +92,11 @@ class Generator(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, labels: jax.Array | None = None,
-                 label_smoothing: float = 0.0) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
-        """x: [..., dim] -> log-probabilities [..., vocab] in float32; with ``labels`` [...],
-        :func:`softmax_cross_entropy`'s (loss, nll, correct) [...] instead."""
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, label_smoothing: float = 0.0,
+                 normalize: bool = True) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
+        """x: [..., dim] -> log-probabilities [..., vocab] in float32 (``normalize=False``: the
+        logits); with ``labels`` [...], :func:`softmax_cross_entropy`'s (loss, nll, correct) [...]
+        instead."""
         if self.maxout_units:
             pairs = Dense(2 * self.maxout_units, dtype=self.dtype, name="maxout")(x)
             x = jnp.max(pairs.reshape(*pairs.shape[:-1], self.maxout_units, 2), axis=-1)
@@ -108,7 +109,8 @@ class Generator(nn.Module):
             kernel = self.embedding.embedding  # [vocab, embed]: logits = x @ kernel^T
             bias = self.param("bias", nn.initializers.zeros, (self.vocab_size,))
         if labels is None:
-            return jax.nn.log_softmax(dot(x, kernel, self.dtype, transpose_w=tied) + bias, axis=-1)
+            logits = dot(x, kernel, self.dtype, transpose_w=tied) + bias
+            return jax.nn.log_softmax(logits, axis=-1) if normalize else logits
         terms = softmax_cross_entropy(x.reshape(-1, x.shape[-1]), kernel, bias, labels.reshape(-1),
                                       label_smoothing, jnp.dtype(self.dtype), tied)
         return tuple(t.reshape(labels.shape) for t in terms)

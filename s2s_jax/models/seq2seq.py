@@ -53,9 +53,11 @@ class Seq2Seq(nn.Module):
         return self.decoder.initial_state(self.bridge(enc.final), enc.memory.shape[1])
 
     def step(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
-             train: bool = False) -> tuple[jax.Array, DecoderState]:
-        """tokens [batch] -> (log-probabilities [batch, vocab], new state)."""
-        return self.decoder.step_tokens(enc, state, tokens, train)
+             train: bool = False, normalize: bool = True) -> tuple[jax.Array, DecoderState]:
+        """tokens [batch] -> (log-probabilities [batch, vocab], new state). ``normalize=False``
+        gives the logits instead: what an argmax or a sample needs, without the log-softmax's
+        pass over the vocabulary."""
+        return self.decoder.step_tokens(enc, state, tokens, train, normalize)
 
     def teacher_forced(self, src: jax.Array, tgt_in: jax.Array, train: bool = False) -> jax.Array:
         """The generator inputs [batch, tgt_len, out_dim] of every step, fed the gold tokens;
@@ -119,9 +121,11 @@ class Seq2Seq(nn.Module):
 StepFn = Callable[[DecoderState, jax.Array], tuple[jax.Array, DecoderState]]
 
 
-def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1) -> tuple[DecoderState, StepFn, EncoderOutput]:
+def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
+                 normalize: bool = True) -> tuple[DecoderState, StepFn, EncoderOutput]:
     """Run the encoder once and return ``(state, step, enc)`` with the pure
-    ``step(state, tokens [batch]) -> (log_probs [batch, vocab], state)``.
+    ``step(state, tokens [batch]) -> (log_probs [batch, vocab], state)`` (``normalize=False``:
+    the logits instead of the log-probabilities).
 
     ``repeat`` > 1 repeats every sentence's encoder output and state that many
     times along the batch (beams share one encoder pass).
@@ -133,6 +137,6 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1) -> tup
         enc, state = jax.tree_util.tree_map(lambda x: jnp.repeat(x, repeat, axis=0), (enc, state))
 
     def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
-        return model.apply(variables, enc, state, tokens, method=Seq2Seq.step)
+        return model.apply(variables, enc, state, tokens, normalize=normalize, method=Seq2Seq.step)
 
     return state, step, enc

@@ -133,6 +133,24 @@ def test_single_step_api_equals_training_forward(attention_model):
         np.testing.assert_allclose(full[:, t], log_probs, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["lstm-2layer-plain", "gru-bi-additive-bahdanau-maxout", "tied"])
+def test_unnormalised_step_gives_the_logits_of_the_log_probs(name):
+    """``normalize=False`` skips only the log-softmax: same argmax, and log_softmax of it is the
+    normalised step, state for state."""
+    cfg = tiny_model(tie_embeddings=True, attention="dot") if name == "tied" else tiny_model(**VARIANTS[name])
+    b = random_batch(3, 6, 5, seed=2)
+    model, params = _init(cfg, b)
+    state, step, _ = init_decoder(model, params, b["src"])
+    raw_state, raw_step, _ = init_decoder(model, params, b["src"], normalize=False)
+    for t in range(b["tgt"].shape[1] - 1):
+        log_probs, state = step(state, b["tgt"][:, t])
+        logits, raw_state = raw_step(raw_state, b["tgt"][:, t])
+        assert not np.allclose(jax.nn.logsumexp(logits, axis=-1), 0.0, atol=1e-3)
+        np.testing.assert_allclose(jax.nn.log_softmax(logits, axis=-1), log_probs, atol=1e-5)
+        np.testing.assert_array_equal(np.argmax(logits, -1), np.argmax(log_probs, -1))
+        jax.tree_util.tree_map(np.testing.assert_array_equal, raw_state, state)
+
+
 def test_tied_embeddings_share_the_target_embedding():
     cfg = tiny_model(tie_embeddings=True, attention="dot")
     b = random_batch(2, 5, 4)
