@@ -134,12 +134,13 @@ def test_a_run_killed_with_sigkill_leaves_no_lock_and_resumes_at_once(tmp_path, 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 400 KiB tmpfs: room for a run directory with one checkpoint of the tiny model, not two."""
+    """A 350 KiB tmpfs: room for a run directory with one checkpoint of the tiny model (about
+    300 KiB), not two (about 520)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=350k", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not allowed here: {done.stderr.decode().strip()}")
     yield str(mount)
