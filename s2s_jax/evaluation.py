@@ -23,6 +23,7 @@ from s2s_jax.data.sources import ROLES, split_names
 from s2s_jax.decoding import decode
 from s2s_jax.errors import ConfigError
 from s2s_jax.fileio import atomic_open, atomic_write_text, workdir_lock
+from s2s_jax.models.seq2seq import decoding_params
 from s2s_jax.parallel import Parallel
 from s2s_jax.training.step import TrainState, eval_step
 from s2s_jax.vocab import Tokenizer
@@ -48,11 +49,12 @@ def translate_batches(state: TrainState, batches: list[dict[str, np.ndarray]], n
     """Decode ``batches`` (rows carry ``index`` into a split of ``n`` pairs) and
     detokenise; the result is in the split's order. ``parallel`` splits the rows over its devices."""
     out = [""] * n
+    params = decoding_params(state.model, state.params)
     for batch in batches:
         if parallel is None:
-            tokens = np.asarray(decode(state.model, state.params, batch["src"], decode_cfg))
+            tokens = np.asarray(decode(state.model, params, batch["src"], decode_cfg))
         else:
-            tokens = parallel.decode(state.model, state.params, batch["src"], decode_cfg)
+            tokens = parallel.decode(state.model, params, batch["src"], decode_cfg)
         for row, i in enumerate(batch["index"]):
             if i >= 0:
                 out[i] = tokenizer.decode(tokens[row])

@@ -24,7 +24,7 @@ from s2s_jax.data.dataset import source_ids, truncate_source
 from s2s_jax.data.pipeline import bucket_index, pad_rows
 from s2s_jax.decoding import decode_hypotheses
 from s2s_jax.errors import ConfigError
-from s2s_jax.models.seq2seq import Seq2Seq
+from s2s_jax.models.seq2seq import Seq2Seq, decoding_params
 from s2s_jax.training.step import TrainState
 from s2s_jax.vocab import Tokenizer
 
@@ -77,6 +77,7 @@ class Translator:
     def __init__(self, model: Seq2Seq, params: Any, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
                  config: Config, step: int | None = None):
         self.model, self.params, self.config, self.step = model, params, config, step
+        self._decode_params = decoding_params(model, params)
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
 
     @classmethod
@@ -142,7 +143,7 @@ class Translator:
         ids = self.encode(sentences)
         out = [[Hypothesis(0.0, "")] * cfg.n_best for _ in ids]
         for batch in _batches(ids, self.config.data.bucket_lengths, batch_size):
-            tokens, scores = (np.asarray(x) for x in decode_hypotheses(self.model, self.params, batch.src, cfg))
+            tokens, scores = (np.asarray(x) for x in decode_hypotheses(self.model, self._decode_params, batch.src, cfg))
             for row, i in enumerate(batch.indices):
                 out[i] = [Hypothesis(float(scores[row, k]), self.tgt_tokenizer.decode(tokens[row, k]))
                           for k in range(cfg.n_best)]

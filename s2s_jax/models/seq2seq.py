@@ -19,6 +19,7 @@ from s2s_jax.models.bridge import Bridge
 from s2s_jax.models.decoder import Decoder, DecoderState
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
 from s2s_jax.models.scheduled_sampling import choose_inputs
+from s2s_jax.precision import compute_dtype
 
 _SCAN = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
              in_axes=(nn.broadcast, 1), out_axes=1)
@@ -119,6 +120,29 @@ class Seq2Seq(nn.Module):
 
 
 StepFn = Callable[[DecoderState, jax.Array], tuple[jax.Array, DecoderState]]
+
+
+def decoding_params(model: Seq2Seq, params):
+    """``params`` with the matrix-product weights already in the model's compute dtype, for
+    decoding batch after batch (the Translator, evaluation): every decoding call would
+    otherwise round all the float32 weights to bfloat16 again (BENCHMARKS.md, "Weights rounded
+    once"). The outputs are the same bit for bit, since the products round the weights to that
+    dtype anyway. Not for training, whose gradients and updates are float32.
+
+    The weights are the leaves named ``kernel``, except the additive attention's vector
+    ``v`` (:class:`~s2s_jax.models.attention.AdditiveEnergy`, module ``energy``), whose
+    score is computed in float32. A float32 model's parameters are returned as they are.
+    """
+    dtype = compute_dtype(model.cfg.dtype)
+    if dtype == jnp.float32:
+        return params
+
+    def cast(path, x: jax.Array) -> jax.Array:
+        names = [getattr(entry, "key", None) for entry in path]
+        is_weight = names[-1] == "kernel" and (len(names) < 2 or names[-2] != "energy")
+        return x.astype(dtype) if is_weight else x
+
+    return jax.tree_util.tree_map_with_path(cast, params)
 
 
 def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,

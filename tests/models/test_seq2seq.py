@@ -13,7 +13,7 @@ import pytest
 import s2s_jax as s2s
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.encoder import reverse_rows
-from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
+from s2s_jax.models.seq2seq import Seq2Seq, decoding_params, init_decoder
 from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
 from s2s_jax.vocab import PAD_ID
 from tests.conftest import random_batch, tiny_model
@@ -213,6 +213,26 @@ def test_bfloat16_matches_float32_within_its_rounding(name):
     flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t)])
     g, r = flat(grads), flat(ref_grads)
     assert np.linalg.norm(g - r) < 0.05 * np.linalg.norm(r)
+
+
+@pytest.mark.parametrize("name", ["gru-bi-additive-bahdanau-maxout", "rnn-bi-general-luong-feed",
+                                  "gru-context-every-step", "lstm-bi-general-bahdanau-2layer", "tied"])
+def test_decoding_params_give_the_same_log_probs_bit_for_bit(name):
+    """Matmul weights rounded to bfloat16 ahead of time change no output: every kernel but the
+    additive attention's float32 ``v`` is cast, and a float32 model's parameters are kept.
+    Every cell, attention score, bridge, maxout and the tied generator appear."""
+    cfg = tiny_model(tie_embeddings=True, attention="dot") if name == "tied" else tiny_model(**VARIANTS[name])
+    b = random_batch(3, 6, 5, seed=2)
+    model, params = _init(dataclasses.replace(cfg, dtype="bfloat16"), b)
+    cast = decoding_params(model, params)
+    for path, x in jax.tree_util.tree_leaves_with_path(cast):
+        names = [p.key for p in path]
+        weight = names[-1] == "kernel" and names[-2] != "energy"
+        assert x.dtype == (jnp.bfloat16 if weight else jnp.float32), names
+    assert decoding_params(Seq2Seq(cfg), params) is params
+    forward = jax.jit(lambda p, q: [model.apply({"params": v}, b["src"], b["tgt"][:, :-1]) for v in (p, q)])
+    want, got = forward(params, cast)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_forget_bias_equals_shifting_every_lstm_forget_gate_bias():
