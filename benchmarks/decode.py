@@ -7,7 +7,8 @@ Like the reference, every sentence decodes exactly ``--tgt-len`` tokens (min_len
 max_len), so the runs do the same number of steps whatever the random weights say.
 JAX and PyTorch rounds alternate, so a busy machine slows both alike. The first JAX
 call (compilation and one run) is reported separately, and the compilation time as
-that call less a run's median time. Prints one JSON object.
+that call less a run's median time. The weights are rounded to the model's dtype once, as
+the Translator and evaluation do (``decoding_params``). Prints one JSON object.
 
     python -m benchmarks.decode --rounds 5
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from benchmarks.shapes import shape_config
 from s2s_jax.decoding import beam_search, greedy_decode
-from s2s_jax.models.seq2seq import Seq2Seq
+from s2s_jax.models.seq2seq import Seq2Seq, decoding_params
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
@@ -80,6 +81,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     src = rng.integers(4, a.vocab, (a.batch, a.src_len)).astype(np.int32)
     params = jax.jit(model.init)(jax.random.key(0), src, src[:, :a.tgt_len])["params"]
+    params = decoding_params(model, params)
     length = dict(max_len=a.tgt_len, min_len=a.tgt_len)
     programs = {
         "greedy": lambda: greedy_decode(model, params, src, **length),
