@@ -139,7 +139,7 @@ def decoding_params(model: Seq2Seq, params):
 
     def cast(path, x: jax.Array) -> jax.Array:
         names = [getattr(entry, "key", None) for entry in path]
-        is_weight = names[-1] == "kernel" and (len(names) < 2 or names[-2] != "energy")
+        is_weight = names[-1] == "kernel" and names[-2:-1] != ["energy"]
         return x.astype(dtype) if is_weight else x
 
     return jax.tree_util.tree_map_with_path(cast, params)
