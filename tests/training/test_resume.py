@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -275,6 +276,21 @@ train_main(sys.argv[1:])
 """
 
 
+def _wait_until_handled(pid: int, signum: int, timeout: float = 30.0) -> None:
+    """Wait until process ``pid`` no longer catches ``signum`` (``SigCgt`` of /proc/PID/status):
+    its handler has run and restored the default disposition. Sent before that, on a busy
+    machine, a second signal of the kind would be pending with the first, and the two would
+    reach the handler as one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+        if not caught >> (signum - 1) & 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still catches signal {signum} after {timeout} s")
+
+
 def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fatal(tmp_path):
     workdir = str(tmp_path / "run")
     # Long enough to be signalled while it runs, short enough to end should the signal never come.
@@ -309,6 +325,7 @@ def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fa
         proc.send_signal(signal.SIGTERM)  # asks to stop after the current step...
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(timeout=1)
+        _wait_until_handled(proc.pid, signal.SIGTERM)
         proc.send_signal(signal.SIGTERM)  # ...and the second one ends it while that step still runs
         assert proc.wait(timeout=30) == -signal.SIGTERM
     finally:
