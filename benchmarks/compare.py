@@ -2,9 +2,11 @@
 ``lstm`` and ``attention`` shapes and greedy / beam decoding, rounds alternating between
 the two sides so a busy machine slows both alike. Each round is a fresh process on each
 side (``benchmarks.train`` and ``torch_reference.py`` with the same shape and steps);
-the ratio of a round is JAX tokens/s over PyTorch tokens/s of that round. Prints one JSON
-object: per shape the ratios' min/median/max and both sides' figures, then the decoding
-benchmark's (``benchmarks.decode``).
+the ratio of a round is JAX tokens/s over PyTorch tokens/s of that round. The JAX side runs
+with huge-page malloc (``s2s_jax.hugepages``); the reference runs in each of ``--torch-envs``
+(``default``: as a PyTorch user starts it; ``huge-pages``: with the same malloc setting; keys
+``..._huge_pages``). Prints one JSON object: per shape the ratios' min/median/max and both
+sides' figures, then the decoding benchmark's (``benchmarks.decode``).
 
     python -m benchmarks.compare [--rounds 3] [--steps 5] [--models lstm attention] [--ablate-recurrence]
 """
@@ -18,7 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.decode import TORCH_REFERENCE
+from benchmarks.decode import TORCH_ENVS, TORCH_REFERENCE, run_torch, torch_variant
+from s2s_jax.hugepages import describe as describe_host_memory
+from s2s_jax.hugepages import reexec_with_huge_pages
 
 
 def spread(values: list[float], digits: int = 2) -> dict[str, float]:
@@ -43,6 +47,8 @@ def main() -> None:
                    help="the JAX side's precisions; ratios are of the first")
     p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"],
                    help="the PyTorch reference's precisions (bfloat16: torch.autocast)")
+    p.add_argument("--torch-envs", nargs="+", choices=list(TORCH_ENVS), default=list(TORCH_ENVS),
+                   help="the reference's malloc (benchmarks.decode --torch-envs)")
     p.add_argument("--ablate-recurrence", action="store_true",
                    help="also time JAX with autodiff through the recurrent scans (benchmarks.train "
                         "--autodiff-recurrence) and report the hand-written backward pass's speedup")
@@ -51,11 +57,13 @@ def main() -> None:
         sys.exit(f"compare.py: error: the PyTorch reference {a.torch_reference} does not exist; "
                  "pass --torch-reference.")
 
-    result: dict = {"rounds": a.rounds, "steps": a.steps, "jax_dtypes": a.dtypes, "training": {}}
+    result: dict = {"rounds": a.rounds, "steps": a.steps, "jax_dtypes": a.dtypes,
+                    "host_memory": describe_host_memory(), "training": {}}
+    variants = [(d, e) for d in a.torch_dtypes for e in a.torch_envs]
     for model in a.models:
         shape = ["--model", model, "--steps", str(a.steps)]
         jax_runs: dict[str, list[dict]] = {d: [] for d in a.dtypes}
-        torch_runs: dict[str, list[dict]] = {d: [] for d in a.torch_dtypes}
+        torch_runs: dict[str, list[dict]] = {torch_variant(d, e): [] for d, e in variants}
         autodiff_runs = []
         for _ in range(a.rounds):
             for d in a.dtypes:
@@ -63,9 +71,9 @@ def main() -> None:
             if a.ablate_recurrence:
                 autodiff_runs.append(last_json([sys.executable, "-m", "benchmarks.train", *shape,
                                                 "--dtype", a.dtypes[0], "--autodiff-recurrence"]))
-            for d in a.torch_dtypes:
-                torch_runs[d].append(last_json([sys.executable, str(a.torch_reference), *shape,
-                                                "--threads", str(a.torch_threads), "--dtype", d]))
+            for d, e in variants:
+                torch_runs[torch_variant(d, e)].append(run_torch([sys.executable, str(a.torch_reference), *shape,
+                                                                  "--threads", str(a.torch_threads), "--dtype", d], e))
         best = jax_runs[a.dtypes[0]]
         entry: dict = {
             "jax_tokens_per_s": {d: spread([j["train_tgt_tokens_per_s"] for j in runs], 1)
@@ -97,10 +105,12 @@ def main() -> None:
     if not a.no_decode:
         result["decoding"] = last_json([sys.executable, "-m", "benchmarks.decode", "--rounds", str(a.rounds),
                                         "--dtype", a.dtypes[0], "--torch-dtypes", *a.torch_dtypes,
+                                        "--torch-envs", *a.torch_envs,
                                         "--torch-reference", str(a.torch_reference),
                                         "--torch-threads", str(a.torch_threads)])
     print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

@@ -8,7 +8,10 @@ max_len), so the runs do the same number of steps whatever the random weights sa
 JAX and PyTorch rounds alternate, so a busy machine slows both alike. The first JAX
 call (compilation and one run) is reported separately, and the compilation time as
 that call less a run's median time. The weights are rounded to the model's dtype once, as
-the Translator and evaluation do (``decoding_params``). Prints one JSON object.
+the Translator and evaluation do (``decoding_params``). This program runs with huge-page
+malloc (``s2s_jax.hugepages``); the reference runs in each of ``--torch-envs``: ``default``
+(as a PyTorch user starts it, without the tunable) and ``huge-pages`` (with it, as this side
+runs), so the ratios say what the allocator setting gives each side. Prints one JSON object.
 
     python -m benchmarks.decode --rounds 5
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +32,8 @@ import numpy as np
 
 from benchmarks.shapes import shape_config
 from s2s_jax.decoding import beam_search, greedy_decode
+from s2s_jax.hugepages import describe as describe_host_memory
+from s2s_jax.hugepages import reexec_with_huge_pages, set_tunable
 from s2s_jax.models.seq2seq import Seq2Seq, decoding_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +55,26 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the JAX model's dtype")
     p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32"],
                    help="the PyTorch reference's precisions (bfloat16: torch.autocast), each timed every round")
+    p.add_argument("--torch-envs", nargs="+", choices=list(TORCH_ENVS), default=list(TORCH_ENVS),
+                   help="the reference's malloc: default (4 KiB pages unless the kernel's mode is always) "
+                        "and/or huge-pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as this side runs)")
     return p.parse_args()
+
+
+TORCH_ENVS = {"default": None, "huge-pages": "1"}  # the value of glibc.malloc.hugetlb
+
+
+def torch_variant(dtype: str, env: str) -> str:
+    """The name of a reference run's precision and malloc in the JSON keys: ``bfloat16``,
+    ``bfloat16_huge_pages``."""
+    return dtype if env == "default" else f"{dtype}_{env.replace('-', '_')}"
+
+
+def run_torch(cmd: list[str], env: str) -> dict:
+    """The last JSON line of the reference run ``cmd`` with the malloc setting ``env``."""
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                         env=set_tunable(os.environ, TORCH_ENVS[env])).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -63,13 +88,12 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def torch_round(a: argparse.Namespace, dtype: str) -> dict:
+def torch_round(a: argparse.Namespace, dtype: str, env: str) -> dict:
     """One run of the reference script; it times one greedy batch after a warm-up (and trains first)."""
     cmd = [sys.executable, str(a.torch_reference), "--model", "attention", "--threads", str(a.torch_threads),
            "--batch", str(a.batch), "--src-len", str(a.src_len), "--tgt-len", str(a.tgt_len),
            "--vocab", str(a.vocab), "--steps", "1", "--dtype", dtype]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_torch(cmd, env)
 
 
 def main() -> None:
@@ -89,18 +113,19 @@ def main() -> None:
     }
     first_call = {name: round(timed(fn), 2) for name, fn in programs.items()}
     speeds: dict[str, list[float]] = {name: [] for name in programs}
-    torch_dtypes = [] if a.no_torch else a.torch_dtypes
-    torch_speeds: dict[str, list[float]] = {d: [] for d in torch_dtypes}
+    variants = [] if a.no_torch else [(d, e) for d in a.torch_dtypes for e in a.torch_envs]
+    torch_speeds: dict[str, list[float]] = {torch_variant(d, e): [] for d, e in variants}
     torch_info: dict = {}
     for _ in range(a.rounds):
         for name, fn in programs.items():
             speeds[name].append(a.batch / timed(fn))
-        for d in torch_dtypes:
-            torch_info = torch_round(a, d)
-            torch_speeds[d].append(torch_info["greedy_sentences_per_s"])
+        for d, e in variants:
+            torch_info = torch_round(a, d, e)
+            torch_speeds[torch_variant(d, e)].append(torch_info["greedy_sentences_per_s"])
 
     result = {
         "model": "attention (gru, bidirectional, additive bahdanau)", "dtype": a.dtype,
+        "host_memory": describe_host_memory(),
         "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len, "vocab": a.vocab, "rounds": a.rounds,
         "jax": {"version": jax.__version__, "device": str(jax.devices()[0]), "first_call_s": first_call,
                 # the first call compiles and runs once: less one run's median time, the compilation
@@ -118,4 +143,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks.decode import timed
 from s2s_jax.decoding.common import CPU_DECODE_OPTIONS
+from s2s_jax.hugepages import reexec_with_huge_pages
 
 
 def main() -> None:
@@ -48,4 +49,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from benchmarks.train import cpu_name
+from s2s_jax.hugepages import reexec_with_huge_pages
 from s2s_jax.models.matmul import materialized_transpose
 from s2s_jax.precision import cpu_bfloat16_flags
 
@@ -116,4 +117,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

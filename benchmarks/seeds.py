@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.shapes import random_batch, shape_config
 from s2s_jax.data.pipeline import load_data
+from s2s_jax.hugepages import reexec_with_huge_pages
 from s2s_jax.precision import resolve_dtype
 from s2s_jax.presets import get_preset
 from s2s_jax.training import seeds as seeds_lib
@@ -97,4 +98,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

@@ -24,6 +24,7 @@ from benchmarks.decode import timed
 from benchmarks.train import cpu_name
 from s2s_jax.decoding.common import CPU_DECODE_OPTIONS
 from s2s_jax.decoding.selection import first_argmax, top_k
+from s2s_jax.hugepages import reexec_with_huge_pages
 
 STEPS = 24
 
@@ -72,4 +73,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.shapes import random_batch, shape_config, train_flops
+from s2s_jax.hugepages import reexec_with_huge_pages
 from s2s_jax.models import encoder
 from s2s_jax.models.recurrence import recurrence
 from s2s_jax.precision import cpu_bfloat16_flags
@@ -102,4 +103,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

@@ -18,6 +18,7 @@ import jax
 from s2s_jax.checkpoint import saved_config
 from s2s_jax.data.dataset import prepare_data
 from s2s_jax.evaluation import split_role
+from s2s_jax.hugepages import reexec_with_huge_pages
 from s2s_jax.translator import Translator
 
 
@@ -54,4 +55,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main()

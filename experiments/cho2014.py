@@ -9,5 +9,8 @@ encoder-decoder with the context vector fed to every decoder step and to the out
 
 from paper import main
 
+from s2s_jax.hugepages import reexec_with_huge_pages
+
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main("cho2014", __doc__)

@@ -10,5 +10,8 @@ Networks", on the Bahdanau attention model (preset ``scheduled_sampling``).
 
 from paper import main
 
+from s2s_jax.hugepages import reexec_with_huge_pages
+
 if __name__ == "__main__":
+    reexec_with_huge_pages()
     main("scheduled_sampling", __doc__)

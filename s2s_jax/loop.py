@@ -29,6 +29,7 @@ from s2s_jax.checkpoint import check_workdir_config
 from s2s_jax.config import Config
 from s2s_jax.data.pipeline import load_data
 from s2s_jax.fileio import workdir_lock
+from s2s_jax.hugepages import describe as describe_host_memory
 from s2s_jax.loop_parts import Clock, LossWatch, RunResult, Stop, TrainLog, evaluate_split, start_one, total_steps
 from s2s_jax.parallel import Parallel, initialize_distributed, main_process_first
 from s2s_jax.precision import resolve_dtype
@@ -49,6 +50,7 @@ def run(cfg: Config, workdir: str) -> RunResult:
     states stacked on a leading axis."""
     initialize_distributed()  # before anything touches a device; a no-op unless S2S_DISTRIBUTED=1
     cfg = resolve_dtype(cfg)  # the run records the dtype it trains in, not "auto"
+    log.info("%s.", describe_host_memory())
     check_workdir_config(workdir, cfg)  # (only reads: a refused workdir is left untouched)
     par = Parallel(cfg)  # every device of every host; each host reads its rows of each batch
     with workdir_lock(workdir, enabled=par.is_main_process):

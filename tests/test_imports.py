@@ -13,7 +13,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Lowest first. A module may import the modules of lower layers and, within its own unit, others
 # of that unit (acyclically).
 LAYERS = [
-    ("errors",),
+    ("errors", "hugepages"),
     ("config", "fileio"),
     ("presets", "precision", "vocab", "summary", "significance"),
     ("data",),
@@ -28,10 +28,14 @@ LAYERS = [
     ("seeds",),
     ("loop",),
     ("cli",),
+    ("programs",),
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
-# Function-level imports allowed: a module built on an optional dependency that takes seconds to import.
-LAZY = {("s2s_jax.data.sources", "s2s_jax.data.tfds_text")}
+# Function-level imports allowed: a module built on an optional dependency that takes seconds to import,
+# and the programs' launcher, which imports the command line only once it has re-executed itself.
+LAZY = {("s2s_jax.data.sources", "s2s_jax.data.tfds_text"), ("s2s_jax.programs", "s2s_jax.cli"),
+        ("s2s_jax.programs", "s2s_jax.cli.train_main"), ("s2s_jax.programs", "s2s_jax.cli.eval_main"),
+        ("s2s_jax.programs", "s2s_jax.cli.translate_main")}
 
 
 def modules() -> dict[str, str]:

@@ -24,6 +24,7 @@ from s2s_jax.checkpoint import CHECKPOINTS, Checkpointer
 from s2s_jax.cli import train_main
 from s2s_jax.config import config_diff, get_field
 from s2s_jax.errors import ConfigError, NonFiniteLossError
+from s2s_jax.hugepages import describe, glibc_version, huge_page_environ, set_tunable, thp_mode
 from s2s_jax.loop import run
 from s2s_jax.summary import read_metrics
 
@@ -300,10 +301,14 @@ def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fa
     # The second process reuses the first one's compiled programs.
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    proc = subprocess.Popen([BIN, *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # Without the huge-page tunable: the program re-executes itself (same PID) to add it.
+    plain = set_tunable(env, None)
+    proc = subprocess.Popen([BIN, *args], env=plain, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
+        log = []
         for line in proc.stderr:  # the loop logs "step N/M ..." every 5 steps once it runs
+            log.append(line)
             if re.match(r"step \d+/300 ", line):
                 break
         proc.send_signal(signal.SIGTERM)
@@ -311,6 +316,8 @@ def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fa
     finally:
         proc.kill()
     assert proc.returncode == 0, err
+    expected = describe(huge_page_environ(plain, thp_mode(), glibc_version()) or plain)
+    assert f"{expected}.\n" in log, log
     match = re.fullmatch(rf"s2s-train: interrupted; saved step (\d+) in {re.escape(workdir)}; "
                          r"run the same command to resume\.\n", out)
     assert match, out

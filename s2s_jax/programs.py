@@ -1,0 +1,29 @@
+"""The console programs of ``[project.scripts]`` that run XLA: each first re-executes its
+interpreter with huge-page malloc (:mod:`s2s_jax.hugepages`), then runs its command from
+:mod:`s2s_jax.cli`. The command line is imported after the re-execution, which would
+otherwise import its libraries (several seconds) twice."""
+
+from __future__ import annotations
+
+from s2s_jax.hugepages import reexec_with_huge_pages
+
+
+def train() -> None:
+    """``s2s-train``: :func:`s2s_jax.cli.train_main`."""
+    reexec_with_huge_pages()
+    from s2s_jax.cli import train_main
+    train_main()
+
+
+def evaluate() -> None:
+    """``s2s-eval``: :func:`s2s_jax.cli.eval_main`."""
+    reexec_with_huge_pages()
+    from s2s_jax.cli import eval_main
+    eval_main()
+
+
+def translate() -> None:
+    """``s2s-translate``: :func:`s2s_jax.cli.translate_main`."""
+    reexec_with_huge_pages()
+    from s2s_jax.cli import translate_main
+    translate_main()

@@ -1,0 +1,115 @@
+"""s2s_jax.hugepages: the programs re-execute themselves once with glibc's huge-page malloc,
+keeping their PID, command line and the user's other tunables; a user's own setting stands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from s2s_jax.hugepages import (
+    TUNABLE,
+    describe,
+    glibc_version,
+    huge_page_environ,
+    set_tunable,
+    thp_mode,
+    tunable_setting,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APPLIES = huge_page_environ(set_tunable(os.environ, None), thp_mode(), glibc_version()) is not None
+
+
+def test_thp_mode_is_the_bracketed_word(tmp_path):
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert thp_mode(str(path)) == "madvise"
+    path.write_text("[always] madvise never\n")
+    assert thp_mode(str(path)) == "always"
+    assert thp_mode(str(tmp_path / "absent")) is None
+
+
+def test_set_tunable_keeps_the_other_tunables():
+    env = {"HOME": "/h", "GLIBC_TUNABLES": f"glibc.malloc.tcache_count=0:{TUNABLE}=0:glibc.pthread.rseq=0"}
+    others = "glibc.malloc.tcache_count=0:glibc.pthread.rseq=0"
+    assert set_tunable(env, "1") == {"HOME": "/h", "GLIBC_TUNABLES": f"{others}:{TUNABLE}=1"}
+    assert set_tunable(env, None) == {"HOME": "/h", "GLIBC_TUNABLES": others}
+    assert set_tunable({"GLIBC_TUNABLES": f"{TUNABLE}=1"}, None) == {}
+    assert tunable_setting(env) == "0" and tunable_setting({}) is None
+
+
+def test_huge_page_environ_only_where_asking_changes_something():
+    env = {"PATH": "/bin"}
+    assert huge_page_environ(env, "madvise", (2, 36)) == {"PATH": "/bin", "GLIBC_TUNABLES": f"{TUNABLE}=1"}
+    assert huge_page_environ(env, "always", (2, 36)) is None  # the kernel gives them unasked
+    assert huge_page_environ(env, "never", (2, 36)) is None
+    assert huge_page_environ(env, None, (2, 36)) is None
+    assert huge_page_environ(env, "madvise", (2, 34)) is None  # the tunable is from glibc 2.35
+    assert huge_page_environ(env, "madvise", None) is None  # musl, macOS
+    assert huge_page_environ({"GLIBC_TUNABLES": f"{TUNABLE}=0"}, "madvise", (2, 36)) is None  # the user's choice
+
+
+_PROGRAM = """
+import os, sys
+print("START", os.getpid(), flush=True)
+from s2s_jax.hugepages import describe, reexec_with_huge_pages
+reexec_with_huge_pages()
+print("RUN", os.getpid(), sys.argv[1:], os.environ.get("GLIBC_TUNABLES"), describe(), sep="|")
+"""
+
+
+def _run(env: dict[str, str]) -> list[str]:
+    return subprocess.run([sys.executable, "-c", _PROGRAM, "one", "two words"], env={**env, "PYTHONPATH": REPO},
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_reexec_keeps_the_pid_and_the_command_line_and_adds_the_tunable_once():
+    lines = _run(set_tunable({**os.environ, "GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"}, None))
+    pid = lines[0].split()[1]
+    run = lines[-1].split("|")
+    assert run[:3] == ["RUN", pid, "['one', 'two words']"]
+    if APPLIES:
+        assert lines[:2] == [f"START {pid}"] * 2  # started again, as the same process
+        assert run[3] == f"glibc.malloc.tcache_count=7:{TUNABLE}=1"
+        assert run[4] == f"host memory: transparent huge pages (GLIBC_TUNABLES {TUNABLE}=1)"
+    else:
+        assert lines[:1] == [f"START {pid}"] and len(lines) == 2
+        assert run[3] == "glibc.malloc.tcache_count=7"
+        assert run[4] == describe(set_tunable(os.environ, None))
+
+
+def test_a_user_who_turns_it_off_is_not_reexecuted():
+    lines = _run(set_tunable(os.environ, "0"))
+    assert len(lines) == 2
+    assert lines[1].split("|")[3] == f"{TUNABLE}=0"
+    if thp_mode() == "madvise":
+        assert lines[1].split("|")[4] == f"host memory: 4 KiB pages (GLIBC_TUNABLES does not set {TUNABLE}=1)"
+
+
+# malloc itself, as XLA:CPU calls it (NumPy madvises its own large arrays).
+_TOUCH = """
+import ctypes
+def huge_kb():
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+before = huge_kb()
+buffer = libc.malloc(64 << 20)  # 64 MiB, which malloc serves with mmap
+ctypes.memset(buffer, 1, 64 << 20)
+print(huge_kb() - before)
+"""
+
+
+@pytest.mark.skipif(not APPLIES or not os.path.exists("/proc/self/smaps_rollup"),
+                    reason="needs transparent huge pages in madvise mode and glibc >= 2.35")
+def test_the_tunable_gives_a_large_buffer_huge_pages():
+    def grown_kb(value: str) -> int:
+        return int(subprocess.run([sys.executable, "-c", _TOUCH], env=set_tunable(os.environ, value),
+                                  capture_output=True, text=True, check=True).stdout)
+
+    assert grown_kb("0") == 0
+    assert grown_kb("1") >= 32 << 10  # at least half of the 64 MiB in 2-MiB pages
