@@ -38,6 +38,7 @@ from s2s_jax.models.seq2seq import Seq2Seq, decoding_params
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
+TORCH_ENVS = {"default": None, "huge-pages": "1"}  # the reference's value of glibc.malloc.hugetlb
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,9 +60,6 @@ def parse_args() -> argparse.Namespace:
                    help="the reference's malloc: default (4 KiB pages unless the kernel's mode is always) "
                         "and/or huge-pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as this side runs)")
     return p.parse_args()
-
-
-TORCH_ENVS = {"default": None, "huge-pages": "1"}  # the value of glibc.malloc.hugetlb
 
 
 def torch_variant(dtype: str, env: str) -> str:
