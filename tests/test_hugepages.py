@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from benchmarks.decode import TORCH_ENVS, run_torch, torch_variant
 from s2s_jax.hugepages import (
     TUNABLE,
     describe,
@@ -113,3 +114,11 @@ def test_the_tunable_gives_a_large_buffer_huge_pages():
 
     assert grown_kb("0") == 0
     assert grown_kb("1") >= 32 << 10  # at least half of the 64 MiB in 2-MiB pages
+
+
+def test_the_benchmarks_run_the_reference_in_each_malloc_setting():
+    cmd = [sys.executable, "-c", "import json, os; print('log'); print(json.dumps(os.environ.get('GLIBC_TUNABLES')))"]
+    seen = {e: run_torch(cmd, e) for e in TORCH_ENVS}
+    assert seen["huge-pages"].split(":")[-1] == f"{TUNABLE}=1"
+    assert seen["default"] is None or TUNABLE not in seen["default"]
+    assert [torch_variant("bfloat16", e) for e in TORCH_ENVS] == ["bfloat16", "bfloat16_huge_pages"]
