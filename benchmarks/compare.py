@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.decode import TORCH_ENVS, TORCH_REFERENCE, run_torch, torch_variant
+from benchmarks.decode import TORCH_ENVS, TORCH_REFERENCE, last_json, run_torch, torch_variant
 from s2s_jax.hugepages import describe as describe_host_memory
 from s2s_jax.hugepages import reexec_with_huge_pages
 
@@ -28,11 +27,6 @@ from s2s_jax.hugepages import reexec_with_huge_pages
 def spread(values: list[float], digits: int = 2) -> dict[str, float]:
     return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
             "max": round(max(values), digits)}
-
-
-def last_json(cmd: list[str]) -> dict:
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -68,11 +68,15 @@ def torch_variant(dtype: str, env: str) -> str:
     return dtype if env == "default" else f"{dtype}_{env.replace('-', '_')}"
 
 
-def run_torch(cmd: list[str], env: str) -> dict:
-    """The last JSON line of the reference run ``cmd`` with the malloc setting ``env``."""
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                         env=set_tunable(os.environ, TORCH_ENVS[env])).stdout
+def last_json(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """The last line of the program ``cmd``'s standard output, a JSON object."""
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def run_torch(cmd: list[str], env: str) -> dict:
+    """:func:`last_json` of the reference run ``cmd`` with the malloc setting ``env``."""
+    return last_json(cmd, set_tunable(os.environ, TORCH_ENVS[env]))
 
 
 def spread(values: list[float]) -> dict[str, float]:

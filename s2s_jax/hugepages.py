@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 
 TUNABLE = "glibc.malloc.hugetlb"
+TUNABLE_SINCE = (2, 35)  # the glibc release that added it
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
@@ -52,6 +53,10 @@ def glibc_version() -> tuple[int, int] | None:
         return None
 
 
+def _has_tunable(glibc: tuple[int, int] | None) -> bool:
+    return glibc is not None and glibc >= TUNABLE_SINCE
+
+
 def tunable_setting(environ: Mapping[str, str]) -> str | None:
     """The value ``GLIBC_TUNABLES`` in ``environ`` gives :data:`TUNABLE`, or None if it gives none."""
     for item in environ.get("GLIBC_TUNABLES", "").split(":"):
@@ -77,7 +82,7 @@ def huge_page_environ(environ: Mapping[str, str], thp: str | None,
     that would change nothing: the kernel's mode is not ``madvise`` (``always`` needs no asking,
     ``never`` refuses), the C library is not glibc >= 2.35, or ``environ`` already sets the
     tunable (to any value: the user's choice stands)."""
-    if thp != "madvise" or glibc is None or glibc < (2, 35) or tunable_setting(environ) is not None:
+    if thp != "madvise" or not _has_tunable(glibc) or tunable_setting(environ) is not None:
         return None
     return set_tunable(environ, "1")
 
@@ -101,7 +106,7 @@ def describe(environ: Mapping[str, str] = os.environ) -> str:
         return "host memory: transparent huge pages (the kernel's mode is always)"
     if thp != "madvise":
         return f"host memory: 4 KiB pages (the kernel's transparent huge pages: {thp or 'absent'})"
-    if glibc is None or glibc < (2, 35):
+    if not _has_tunable(glibc):
         return "host memory: 4 KiB pages (malloc cannot ask for huge pages: not glibc 2.35 or newer)"
     if setting in (None, "0"):
         return f"host memory: 4 KiB pages (GLIBC_TUNABLES does not set {TUNABLE}=1)"
