@@ -24,11 +24,11 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python experiments/quickstart.py --workdir runs/dates
 
-# The tests' XLA programs, like the programs', get huge-page malloc (s2s_jax.hugepages); a
-# GLIBC_TUNABLES of the caller's own stands.
+# The tests' XLA programs, like the programs', get the malloc tunables of s2s_jax.hugepages
+# (huge pages, freed buffers kept); a GLIBC_TUNABLES of the caller's own stands.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check s2s_jax tests experiments benchmarks notebooks
-	GLIBC_TUNABLES=$${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1} $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	GLIBC_TUNABLES=$${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776} $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # Speed beside the PyTorch reference (BENCHMARKS.md): alternating rounds, ratios min/median/max.
 bench: $(VENV)/.installed-bench

@@ -3,8 +3,9 @@
 the two sides so a busy machine slows both alike. Each round is a fresh process on each
 side (``benchmarks.train`` and ``torch_reference.py`` with the same shape and steps);
 the ratio of a round is JAX tokens/s over PyTorch tokens/s of that round. The JAX side runs
-with huge-page malloc (``s2s_jax.hugepages``); the reference runs in each of ``--torch-envs``
-(``default``: as a PyTorch user starts it; ``huge-pages``: with the same malloc setting; keys
+with tuned malloc (``s2s_jax.hugepages``: huge pages, freed buffers kept); the reference runs
+in each of ``--torch-envs`` (``default``: as a PyTorch user starts it; ``huge-pages``: with the
+same malloc tunables; keys
 ``..._huge_pages``). Prints one JSON object: per shape the ratios' min/median/max and both
 sides' figures, then the decoding benchmark's (``benchmarks.decode``).
 

@@ -8,10 +8,11 @@ max_len), so the runs do the same number of steps whatever the random weights sa
 JAX and PyTorch rounds alternate, so a busy machine slows both alike. The first JAX
 call (compilation and one run) is reported separately, and the compilation time as
 that call less a run's median time. The weights are rounded to the model's dtype once, as
-the Translator and evaluation do (``decoding_params``). This program runs with huge-page
-malloc (``s2s_jax.hugepages``); the reference runs in each of ``--torch-envs``: ``default``
-(as a PyTorch user starts it, without the tunable) and ``huge-pages`` (with it, as this side
-runs), so the ratios say what the allocator setting gives each side. Prints one JSON object.
+the Translator and evaluation do (``decoding_params``). This program runs with tuned
+malloc (``s2s_jax.hugepages``: huge pages, freed buffers kept); the reference runs in each of
+``--torch-envs``: ``default`` (as a PyTorch user starts it, without the tunables) and
+``huge-pages`` (with them, as this side runs), so the ratios say what the allocator setting
+gives each side. Prints one JSON object.
 
     python -m benchmarks.decode --rounds 5
 """
@@ -33,12 +34,18 @@ import numpy as np
 from benchmarks.shapes import shape_config
 from s2s_jax.decoding import beam_search, greedy_decode
 from s2s_jax.hugepages import describe as describe_host_memory
-from s2s_jax.hugepages import reexec_with_huge_pages, set_tunable
+from s2s_jax.hugepages import (
+    glibc_version,
+    huge_page_environ,
+    reexec_with_huge_pages,
+    thp_mode,
+    without_malloc_tunables,
+)
 from s2s_jax.models.seq2seq import Seq2Seq, decoding_params
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
-TORCH_ENVS = {"default": None, "huge-pages": "1"}  # the reference's value of glibc.malloc.hugetlb
+TORCH_ENVS = ("default", "huge-pages")  # the reference's malloc: as a user starts it, or as this side runs
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,7 +65,8 @@ def parse_args() -> argparse.Namespace:
                    help="the PyTorch reference's precisions (bfloat16: torch.autocast), each timed every round")
     p.add_argument("--torch-envs", nargs="+", choices=list(TORCH_ENVS), default=list(TORCH_ENVS),
                    help="the reference's malloc: default (4 KiB pages unless the kernel's mode is always) "
-                        "and/or huge-pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as this side runs)")
+                        "and/or huge-pages (this side's malloc tunables, s2s_jax.hugepages: huge pages, "
+                        "freed buffers kept)")
     return p.parse_args()
 
 
@@ -75,8 +83,11 @@ def last_json(cmd: list[str], env: dict[str, str] | None = None) -> dict:
 
 
 def run_torch(cmd: list[str], env: str) -> dict:
-    """:func:`last_json` of the reference run ``cmd`` with the malloc setting ``env``."""
-    return last_json(cmd, set_tunable(os.environ, TORCH_ENVS[env]))
+    """:func:`last_json` of the reference run ``cmd`` with the malloc setting ``env`` (one of
+    :data:`TORCH_ENVS`): ``huge-pages`` gives it the tunables this side re-executes with."""
+    plain = without_malloc_tunables(os.environ)
+    tuned = huge_page_environ(plain, thp_mode(), glibc_version()) if env == "huge-pages" else None
+    return last_json(cmd, tuned or plain)
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """The console programs of ``[project.scripts]`` that run XLA: each first re-executes its
-interpreter with huge-page malloc (:mod:`s2s_jax.hugepages`), then runs its command from
+interpreter with tuned malloc (:mod:`s2s_jax.hugepages`), then runs its command from
 :mod:`s2s_jax.cli`. The command line is imported after the re-execution, which would
 otherwise import its libraries (several seconds) twice."""
 

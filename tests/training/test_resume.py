@@ -24,7 +24,7 @@ from s2s_jax.checkpoint import CHECKPOINTS, Checkpointer
 from s2s_jax.cli import train_main
 from s2s_jax.config import config_diff, get_field
 from s2s_jax.errors import ConfigError, NonFiniteLossError
-from s2s_jax.hugepages import describe, glibc_version, huge_page_environ, set_tunable, thp_mode
+from s2s_jax.hugepages import describe, glibc_version, huge_page_environ, thp_mode, without_malloc_tunables
 from s2s_jax.loop import run
 from s2s_jax.summary import read_metrics
 
@@ -301,8 +301,8 @@ def test_sigterm_saves_and_exits_then_training_resumes_and_a_second_signal_is_fa
     # The second process reuses the first one's compiled programs.
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    # Without the huge-page tunable: the program re-executes itself (same PID) to add it.
-    plain = set_tunable(env, None)
+    # Without the malloc tunables: the program re-executes itself (same PID) to add them.
+    plain = without_malloc_tunables(env)
     proc = subprocess.Popen([BIN, *args], env=plain, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
