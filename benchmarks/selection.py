@@ -37,7 +37,7 @@ def in_loop(choose):
             chosen = choose(x).astype(jnp.float32)
             return x.at[:, 0].add(1e-6 * chosen[:, 0]), total + chosen.sum()
         return jax.lax.fori_loop(0, STEPS, body, (x, 0.0))[1]
-    return jax.jit(run, compiler_options=CPU_DECODE_OPTIONS["bfloat16"])
+    return jax.jit(run, compiler_options=CPU_DECODE_OPTIONS)
 
 
 def main() -> None:

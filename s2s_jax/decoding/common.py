@@ -14,40 +14,33 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.precision import compute_dtype
 from s2s_jax.vocab import EOS_ID, PAD_ID
 
 NEG_INF = -1e9
 
 # XLA:CPU hands reductions, and the dots, to YNNPACK by default. In a decoding loop, whose every
 # step is a [rows, vocab] generator matmul followed by a log-softmax, YNNPACK's reductions run
-# the step at a third of the speed of XLA's own kernels (benchmarks/generator_step.py), and in
-# float32 so does its matmul: float32 models decode without YNNPACK. A bfloat16 x bfloat16 ->
-# float32 dot runs on the matrix units only through YNNPACK, so bfloat16 models keep it for
-# their dots alone.
-CPU_DECODE_OPTIONS = {"float32": {"xla_cpu_experimental_ynn_fusion_type": ""},
-                      "bfloat16": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}}
+# the step at a third of the speed of XLA's own kernels (benchmarks/generator_step.py). Its dots
+# are the fastest there are: a bfloat16 x bfloat16 -> float32 dot runs on the matrix units only
+# through YNNPACK, and with the generator's kernel stored by rows ([vocab, dim]) a float32 step
+# product is faster on YNNPACK than on XLA's kernels too. So decoding keeps YNNPACK for its dots alone.
+CPU_DECODE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def decode_jit(static_argnames: Sequence[str]) -> Callable[[Callable], Callable]:
-    """``jax.jit`` for a decoding loop ``fn(model, ...)``, compiled on CPU with the options of
-    ``CPU_DECODE_OPTIONS`` for the model's dtype; the result also has ``.lower``. The backend
-    is read on the first call, so importing initialises nothing."""
+    """``jax.jit`` for a decoding loop, compiled on CPU with ``CPU_DECODE_OPTIONS``; the result
+    also has ``.lower``. The backend is read on the first call, so importing initialises nothing."""
     def wrap(fn: Callable) -> Callable:
         @functools.cache
-        def jitted(dtype: str) -> Callable:
-            options = CPU_DECODE_OPTIONS[dtype] if jax.default_backend() == "cpu" else None
+        def jitted() -> Callable:
+            options = CPU_DECODE_OPTIONS if jax.default_backend() == "cpu" else None
             return jax.jit(fn, static_argnames=tuple(static_argnames), compiler_options=options)
-
-        def for_model(args, kwargs) -> Callable:
-            model = kwargs["model"] if "model" in kwargs else args[0]
-            return jitted(compute_dtype(model.cfg.dtype).name)
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
-            return for_model(args, kwargs)(*args, **kwargs)
+            return jitted()(*args, **kwargs)
 
-        call.lower = lambda *args, **kwargs: for_model(args, kwargs).lower(*args, **kwargs)
+        call.lower = lambda *args, **kwargs: jitted().lower(*args, **kwargs)
         return call
 
     return wrap

@@ -33,28 +33,28 @@ def _smoothed_target_terms(logits, lse, labels, label_smoothing):
     return loss, nll, label_logit
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
 def softmax_cross_entropy(x: jax.Array, w: jax.Array, b: jax.Array, labels: jax.Array, label_smoothing: float,
-                          dtype: Any, transpose_w: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-token cross-entropy of the logits ``x @ w + b`` (x [N, dim], w [dim, vocab], or
-    [vocab, dim] with ``transpose_w``; b [vocab], labels [N]) -> (loss, nll, correct), each [N] float32.
+                          dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-token cross-entropy of the logits ``x @ w^T + b`` (x [N, dim], w [vocab, dim], b [vocab],
+    labels [N]) -> (loss, nll, correct), each [N] float32.
 
     nll = logsumexp(logits) - logits[label]; loss = (1 - eps) nll + eps (logsumexp - mean(logits)),
     the cross-entropy against (1 - eps) on the label and eps spread uniformly (Szegedy et al. 2016);
     correct = 1.0 where no logit exceeds the label's (zero gradient). The product runs in ``dtype``.
     """
-    return _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype, transpose_w)[0]
+    return _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype)[0]
 
 
-def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype, transpose_w):
-    logits = dot(x, w, dtype, transpose_w) + b
+def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype):
+    logits = dot(x, w, dtype, transpose_w=True) + b
     lse = jax.nn.logsumexp(logits, axis=-1)
     loss, nll, label_logit = _smoothed_target_terms(logits, lse, labels, label_smoothing)
     correct = (label_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
     return (loss, nll, correct), (x, w, labels, logits, lse)
 
 
-def _softmax_cross_entropy_bwd(label_smoothing, dtype, transpose_w, saved, grads):
+def _softmax_cross_entropy_bwd(label_smoothing, dtype, saved, grads):
     x, w, labels, logits, lse = saved
     g_loss, g_nll, _ = grads
     vocab = logits.shape[-1]
@@ -64,16 +64,30 @@ def _softmax_cross_entropy_bwd(label_smoothing, dtype, transpose_w, saved, grads
          - jnp.where(on_label, ((1.0 - label_smoothing) * g_loss + g_nll)[:, None], 0.0)
          - (label_smoothing / vocab) * g_loss[:, None])
     low = d.astype(dtype)
-    dx = dot(low, w, dtype, transpose_w=not transpose_w).astype(x.dtype)
-    dw = (dot_tn(low, x, dtype) if transpose_w else dot_tn(x, low, dtype)).astype(w.dtype)
+    dx = dot(low, w, dtype).astype(x.dtype)
+    # dw = low^T @ x, computed as (x^T @ low)^T: dot_tn copies its transposed operand, and x
+    # [N, dim] is the smaller. The barrier keeps XLA from folding the transpose into the dot,
+    # whose transposed result no library kernel takes (BENCHMARKS.md).
+    dw = jax.lax.optimization_barrier(dot_tn(x, low, dtype)).T.astype(w.dtype)
     return dx, dw, jnp.sum(d, axis=0), None
 
 
 softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
 
 
+def _transposed_lecun_normal(key: jax.Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> jax.Array:
+    """flax.linen.Dense's initial kernel of shape ``shape[::-1]``, transposed to ``shape``."""
+    return nn.initializers.lecun_normal()(key, shape[::-1], dtype).T
+
+
 class VocabularyLayer(nn.Module):
-    """The last layer, ``kernel`` [dim, vocab] and ``bias`` [vocab] (named as flax.linen.Dense's)."""
+    """The last layer's ``kernel`` [vocab, dim] and ``bias`` [vocab].
+
+    The kernel is stored as the tied embedding is, one row per word (as ``torch.nn.Linear``
+    stores its weight), not as flax.linen.Dense's [dim, vocab]: the logits are then ``x @ kernel^T``,
+    a product whose right operand is contracted over its minor dimension, which XLA:CPU's bfloat16
+    kernels run up to 2.7 times faster than ``x @ kernel`` on a decoding step's rows (BENCHMARKS.md,
+    "The generator's kernel by rows"). Initialised as Dense's kernel, transposed."""
 
     vocab_size: int
     dtype: Any = jnp.float32
@@ -81,7 +95,7 @@ class VocabularyLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(kernel, bias) for inputs x [..., dim]."""
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.vocab_size))
+        kernel = self.param("kernel", _transposed_lecun_normal, (self.vocab_size, x.shape[-1]))
         return kernel, self.param("bias", nn.initializers.zeros, (self.vocab_size,))
 
 
@@ -100,17 +114,16 @@ class Generator(nn.Module):
         if self.maxout_units:
             pairs = Dense(2 * self.maxout_units, dtype=self.dtype, name="maxout")(x)
             x = jnp.max(pairs.reshape(*pairs.shape[:-1], self.maxout_units, 2), axis=-1)
-        tied = self.embedding is not None
-        if not tied:
+        if self.embedding is None:
             kernel, bias = VocabularyLayer(self.vocab_size, self.dtype, name="output")(x)
         else:
             if x.shape[-1] != self.embedding.features:
                 x = Dense(self.embedding.features, use_bias=False, dtype=self.dtype, name="tied_projection")(x)
-            kernel = self.embedding.embedding  # [vocab, embed]: logits = x @ kernel^T
+            kernel = self.embedding.embedding  # [vocab, embed]
             bias = self.param("bias", nn.initializers.zeros, (self.vocab_size,))
         if labels is None:
-            logits = dot(x, kernel, self.dtype, transpose_w=tied) + bias
+            logits = dot(x, kernel, self.dtype, transpose_w=True) + bias
             return jax.nn.log_softmax(logits, axis=-1) if normalize else logits
         terms = softmax_cross_entropy(x.reshape(-1, x.shape[-1]), kernel, bias, labels.reshape(-1),
-                                      label_smoothing, jnp.dtype(self.dtype), tied)
+                                      label_smoothing, jnp.dtype(self.dtype))
         return tuple(t.reshape(labels.shape) for t in terms)

@@ -43,34 +43,28 @@ def test_greedy_matches_single_step_loop():
     assert np.any(n < MAX_LEN) and np.any(n == MAX_LEN), "needs rows that stop early and rows cut at max_len"
 
 
-def test_decoding_is_compiled_without_ynnpack_fusions_on_cpu():
-    """The decode loop's generator matmul and log-softmax stay with XLA's own kernels (see
-    decoding/common.py), which a plain jit of the same function hands to YNNPACK."""
+def _ynn_fusions(hlo: str) -> list[str]:
+    """The bodies of the compiled program's YNNPACK fusions, as HLO text."""
+    bodies = set(re.findall(r"^%(\S+) .*\{$", hlo, re.M))
+    called = set(re.findall(r"calls=%([\w.\-]+), [^\n]*__ynn_fusion", hlo))
+    assert called <= bodies
+    return [hlo.split(f"%{body} ", 1)[1].split("\n}", 1)[0] for body in called]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_decoding_hands_only_its_dots_to_ynnpack(dtype):
+    """Decoding keeps YNNPACK for its dots, each a call of its own, and nothing else: no
+    reduction of the log-softmax or the argmax (decoding/common.py). A bfloat16 model's products
+    are bfloat16 x bfloat16 -> float32."""
     model, params = standard_model()
-
-    def compiled(fn) -> str:
-        return fn.lower(model, params, SRC, MAX_LEN).compile().as_text()
-
+    model = in_bfloat16(model) if dtype == "bfloat16" else model
     plain = jax.jit(greedy_decode.__wrapped__, static_argnames=("model", "max_len"))
-    if "__ynn_fusion" not in compiled(plain):
-        pytest.skip("this XLA build fuses nothing into YNNPACK")
-    assert "__ynn_fusion" not in compiled(greedy_decode)
-
-
-def test_bfloat16_decoding_hands_only_its_dots_to_ynnpack():
-    """bfloat16 products run on the matrix units only through YNNPACK, so a bfloat16 model's
-    decoding keeps YNNPACK for its dots, each a bfloat16 x bfloat16 -> float32 call of its own,
-    and nothing else (no reductions)."""
-    model, params = standard_model()
-    hlo = greedy_decode.lower(in_bfloat16(model), params, SRC, MAX_LEN).compile().as_text()
-    if "__ynn_fusion" not in hlo:
-        pytest.skip("this XLA build hands no dot to YNNPACK")
-    dots = inventory(hlo, trip_count=MAX_LEN)
-    assert {(d["where"], d["operands"], d["result"]) for d in dots if d["operands"] == "bf16xbf16"} == {
-        ("ynnpack", "bf16xbf16", "f32")}
-    bodies = re.findall(r"^%(\S+) .*\{$", hlo, re.M)
-    ynn = set(re.findall(r"calls=%([\w.\-]+), [^\n]*__ynn_fusion", hlo))
-    assert ynn and ynn <= set(bodies)
-    for body in ynn:
-        text = hlo.split(f"%{body} ", 1)[1].split("\n}", 1)[0]
-        assert " dot(" in text and " reduce(" not in text
+    if not _ynn_fusions(plain.lower(model, params, SRC, MAX_LEN).compile().as_text()):
+        pytest.skip("this XLA build hands nothing to YNNPACK")
+    hlo = greedy_decode.lower(model, params, SRC, MAX_LEN).compile().as_text()
+    if dtype == "bfloat16":
+        dots = inventory(hlo, trip_count=MAX_LEN)
+        assert {(d["where"], d["operands"], d["result"]) for d in dots if d["operands"] == "bf16xbf16"} == {
+            ("ynnpack", "bf16xbf16", "f32")}
+    fusions = _ynn_fusions(hlo)
+    assert fusions and all(" dot(" in body and " reduce(" not in body for body in fusions)

@@ -33,7 +33,8 @@ def test_generator_matches_its_formula(maxout_units):
     if maxout_units:
         assert p["maxout"]["kernel"].shape == (7, 2 * maxout_units)
         h = _maxout(h @ p["maxout"]["kernel"] + p["maxout"]["bias"])
-    expected = _log_softmax(h @ p["output"]["kernel"] + p["output"]["bias"])
+    assert p["output"]["kernel"].shape == (11, h.shape[-1])  # [vocab, dim], one row per word
+    expected = _log_softmax(h @ p["output"]["kernel"].T + p["output"]["bias"])
     np.testing.assert_allclose(np.asarray(gen.apply({"params": params}, x)), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -60,13 +61,13 @@ def test_fused_cross_entropy_equals_log_softmax_and_gather(label_smoothing, dtyp
     log-softmax path: the same logits (products in ``dtype``), the loss read off the log-probs."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((12, 9)).astype(np.float32)
-    w = rng.standard_normal((9, 11)).astype(np.float32)
+    w = rng.standard_normal((11, 9)).astype(np.float32)  # [vocab, dim]
     b = rng.standard_normal(11).astype(np.float32)
     labels = rng.integers(0, 11, 12)
     g = rng.standard_normal((3, 12)).astype(np.float32)  # cotangents of loss, nll, correct
 
     def reference(x, w, b):
-        lp = jax.nn.log_softmax(dot(x, w, dtype) + b, axis=-1)
+        lp = jax.nn.log_softmax(dot(x, w, dtype, transpose_w=True) + b, axis=-1)
         nll = -jnp.take_along_axis(lp, labels[:, None], axis=-1)[:, 0]
         loss = (1 - label_smoothing) * nll - label_smoothing * jnp.mean(lp, axis=-1)
         correct = (jnp.argmax(lp, axis=-1) == labels).astype(jnp.float32)
