@@ -10,6 +10,10 @@ PAD positions get weight exactly 0; a row with no real token gets a zero context
 The projections run in ``dtype`` (:mod:`s2s_jax.models.matmul`); the scores, the
 softmax and the weighted sum are per-row matrix-vector products, which no matrix unit
 runs, so they stay float32.
+
+Several consecutive query rows may share one sentence's keys and memory: the beams of beam
+search read their sentence's encoder output as it is, not a copy per beam, so each step reads
+the memory once per sentence (BENCHMARKS.md, "Beams share the encoder output").
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ _MASKED = -1e9  # finite, so a row of PAD gives no NaN
 
 @jax.checkpoint
 def additive_scores(keys: jax.Array, q: jax.Array, v: jax.Array) -> jax.Array:
-    """v . tanh(k_s + q): keys [batch, src_len, hidden], q [batch, hidden], v [hidden, 1]
-    -> [batch, src_len], float32. Recomputed in the backward pass: storing the
-    [batch, src_len, hidden] tanh of every decoder step costs more memory traffic than
+    """v . tanh(k_s + q): keys [batch, src_len, hidden], q [batch, group, hidden], v [hidden, 1]
+    -> [batch, group, src_len], float32. Recomputed in the backward pass: storing the
+    [batch, group, src_len, hidden] tanh of every decoder step costs more memory traffic than
     computing it again."""
-    return (jnp.tanh(keys.astype(jnp.float32) + q[:, None, :]) @ v)[..., 0]
+    return (jnp.tanh(keys.astype(jnp.float32)[:, None] + q[:, :, None, :]) @ v)[..., 0]
 
 
 class AdditiveEnergy(nn.Module):
@@ -61,13 +65,18 @@ class Attention(nn.Module):
 
     def __call__(self, query: jax.Array, keys: jax.Array, memory: jax.Array,
                  mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """query [batch, hidden] -> (context [batch, enc_dim], weights [batch, src_len])."""
+        """query [rows, hidden] with rows = batch * group, keys [batch, src_len, key_dim], memory
+        [batch, src_len, enc_dim], mask [batch, src_len] -> (context [rows, enc_dim], weights
+        [rows, src_len]). Query row r reads sentence r // group (group 1: one row per sentence)."""
         f32 = jnp.float32
+        batch, src_len = mask.shape
+        group = query.shape[0] // batch
         if self.kind == "additive":
-            scores = self.energy(keys, self.query_proj(query))
+            q = self.query_proj(query)
+            scores = self.energy(keys, q.reshape(batch, group, -1))
         else:
-            scores = jnp.einsum("bsh,bh->bs", keys.astype(f32), query.astype(f32))
-        scores = jnp.where(mask, scores, _MASKED)
-        weights = jax.nn.softmax(scores, axis=-1) * mask
-        context = jnp.einsum("bs,bsd->bd", weights, memory.astype(f32))
-        return context, weights
+            scores = jnp.einsum("bsh,bgh->bgs", keys.astype(f32), query.reshape(batch, group, -1).astype(f32))
+        scores = jnp.where(mask[:, None], scores, _MASKED)
+        weights = jax.nn.softmax(scores, axis=-1) * mask[:, None]
+        context = jnp.einsum("bgs,bsd->bgd", weights, memory.astype(f32))
+        return context.reshape(batch * group, -1), weights.reshape(batch * group, src_len)

@@ -7,6 +7,7 @@ decoding. Both run :meth:`Decoder.step`, so they cannot disagree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -151,14 +152,18 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     ``step(state, tokens [batch]) -> (log_probs [batch, vocab], state)`` (``normalize=False``:
     the logits instead of the log-probabilities).
 
-    ``repeat`` > 1 repeats every sentence's encoder output and state that many
-    times along the batch (beams share one encoder pass).
+    ``repeat`` > 1 repeats every sentence's decoder state, final encoder state and context
+    vector that many times along the batch (the beams of beam search); its memory, attention
+    keys and mask stay one per sentence, which the attention reads for each group of ``repeat``
+    rows (:class:`~s2s_jax.models.attention.Attention`).
     """
     variables = {"params": params}
     enc = model.apply(variables, src, method=Seq2Seq.encode)
     state = model.apply(variables, enc, method=Seq2Seq.initial_state)
     if repeat > 1:
-        enc, state = jax.tree_util.tree_map(lambda x: jnp.repeat(x, repeat, axis=0), (enc, state))
+        rows = functools.partial(jax.tree_util.tree_map, lambda x: jnp.repeat(x, repeat, axis=0))
+        state = rows(state)
+        enc = enc.replace(final=rows(enc.final), context=rows(enc.context))
 
     def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
         return model.apply(variables, enc, state, tokens, normalize=normalize, method=Seq2Seq.step)
