@@ -30,13 +30,15 @@ import orbax.checkpoint as ocp
 
 from s2s_jax.config import Config, best_mode, config_diff, field_metadata, get_field
 from s2s_jax.errors import CheckpointError, ConfigError, StorageError
-from s2s_jax.fileio import atomic_write_text, free_space, read_text, workdir_lock
+from s2s_jax.fileio import atomic_write_text, close_on_exit, free_space, read_text, workdir_lock
 from s2s_jax.training.step import TrainState, create_train_state
 from s2s_jax.vocab import Tokenizer, load_tokenizers, save_tokenizers, tokenizer_path
 
 CHECKPOINTS = "checkpoints"
 OLD_BEST = "checkpoints_best"  # the best checkpoint's directory in the layout of earlier versions
-FORMAT = 2  # of the saved tree and meta; a checkpoint of another format is refused
+# Of the saved tree and meta; a checkpoint of another format is refused. 3: the generator's
+# vocabulary kernel stored [vocab, dim] (2: [dim, vocab]).
+FORMAT = 3
 
 
 def state_tree(state: TrainState, rng: jax.Array) -> dict[str, Any]:
@@ -209,11 +211,7 @@ class Checkpointer:
         return self
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        with contextlib.suppress(Exception):  # the error in flight says more
-            self.close()
+        close_on_exit(self.close, failing=exc_type is not None)
 
     def _failed(self, e: BaseException) -> StorageError:
         step = "" if self._pending is None else f" {self._pending}"

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import s2s_jax as s2s
+from s2s_jax import checkpoint
 from s2s_jax.checkpoint import CHECKPOINTS, Checkpointer, restore
 from s2s_jax.data.dataset import prepare_data
 from s2s_jax.errors import CheckpointError
@@ -146,6 +147,18 @@ def test_another_model_shape_is_refused(trained, tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoints/2 holds \['params'\]\[.*\] of shape \(16,\); "
                                               r"this model needs \(32,\)\.$"):
         Checkpointer(str(tmp_path)).restore(mislabelled, jax.random.key(0))
+
+
+def test_a_checkpoint_of_an_earlier_format_is_refused(trained, tmp_path, monkeypatch):
+    """Format 2 stored the generator's vocabulary kernel as [dim, vocab]; such a checkpoint is
+    refused in one sentence before any shape is compared."""
+    state, _ = trained
+    monkeypatch.setattr(checkpoint, "FORMAT", checkpoint.FORMAT - 1)
+    save_one(str(tmp_path), state)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=r"checkpoints/2 was written by an earlier version of s2s_jax, whose "
+                                              r"checkpoints this version does not read; train in a new workdir\.$"):
+        Checkpointer(str(tmp_path)).restore(abstract_state(state.config), jax.random.key(0))
 
 
 @pytest.mark.parametrize("change, field", [({"model": {"tgt_vocab_size": 12}}, "model.tgt_vocab_size"),
