@@ -16,6 +16,7 @@ import stat
 import sys
 import threading
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NoReturn
 
@@ -135,6 +136,8 @@ def _setup_logging(quiet: bool = False, program: bool = False) -> None:
     if program:
         threading.excepthook = _log_background_error
         sys.unraisablehook = _log_background_error
+        # Orbax abandons a failed asynchronous save's coroutines, and Python warns of each at exit.
+        warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
 
 
 def _log_background_error(args: Any) -> None:

@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from s2s_jax.errors import DataError, StorageError, WorkdirBusyError
@@ -37,6 +37,16 @@ def read_text(path: str) -> str:
     with open(path, "rb") as f:
         return decode_utf8(f.read(), path)
 
+
+
+def close_on_exit(close: Callable[[], None], failing: bool) -> None:
+    """A context manager's exit: ``close()``, whose own failure is dropped while another
+    error is in flight (``failing``), since that error says more."""
+    if not failing:
+        close()
+        return
+    with contextlib.suppress(Exception):
+        close()
 
 def free_space(path: str) -> str:
     """The free space of the filesystem holding ``path`` (or its nearest existing parent), in words."""

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +26,21 @@ from matplotlib.figure import Figure
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from s2s_jax.fileio import atomic_open, read_text, storage_error
+from s2s_jax.fileio import atomic_open, close_on_exit, read_text, storage_error
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 TRANSLATIONS_TAG = "translations"  # tensorboardX stores text as "<tag>/text_summary"
+
+
+@contextlib.contextmanager
+def _tensorboard_write(logdir: str) -> Iterator[None]:
+    """A failed write of TensorBoard events into ``logdir`` (a full disk, a lost permission)
+    as one sentence, :class:`s2s_jax.errors.StorageError`."""
+    try:
+        yield
+    except OSError as e:
+        raise storage_error("writing TensorBoard events into", logdir, e) from None
 
 
 def _clean(value: Any) -> Any:
@@ -111,8 +121,10 @@ class MetricsWriter:
             # Opened on first use so that a purge step set by truncate_after() is in the file's header.
             # tensorboardX names files by the second; the suffix keeps a quick restart from
             # overwriting the previous file, and sorts after it, as TensorBoard reads them.
-            self._writers[split] = SummaryWriter(os.path.join(self.workdir, TENSORBOARD_DIR, split),
-                                                 purge_step=self._purge_step, filename_suffix=f".{time.time_ns()}")
+            logdir = os.path.join(self.workdir, TENSORBOARD_DIR, split)
+            with _tensorboard_write(logdir):
+                self._writers[split] = SummaryWriter(logdir, purge_step=self._purge_step,
+                                                     filename_suffix=f".{time.time_ns()}")
         return self._writers[split]
 
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
@@ -136,13 +148,11 @@ class MetricsWriter:
         events = self._events(split)
         if events is None:
             return
-        try:
+        with _tensorboard_write(events.logdir):
             for key, value in metrics.items():
                 if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
                     events.add_scalar(key, float(value), int(step))
             events.flush()
-        except OSError as e:
-            raise storage_error("writing TensorBoard events into", events.logdir, e) from None
 
     def write_examples(self, step: int, split: str, sources: Sequence[str], hypotheses: Sequence[str],
                        references: Sequence[str], figures: dict[str, Figure] | None = None) -> None:
@@ -151,18 +161,27 @@ class MetricsWriter:
         events = self._events(split)
         if events is None:
             return
-        events.add_text(TRANSLATIONS_TAG, examples_markdown(sources, hypotheses, references), int(step))
-        for tag, fig in (figures or {}).items():
-            events.add_image(tag, figure_to_rgb(fig), int(step), dataformats="HWC")
-        events.flush()
+        images = {tag: figure_to_rgb(fig) for tag, fig in (figures or {}).items()}
+        with _tensorboard_write(events.logdir):
+            events.add_text(TRANSLATIONS_TAG, examples_markdown(sources, hypotheses, references), int(step))
+            for tag, rgb in images.items():
+                events.add_image(tag, rgb, int(step), dataformats="HWC")
+            events.flush()
 
     def close(self) -> None:
-        for events in self._writers.values():
+        """Close every event file; a failed write raises :class:`StorageError` once all are closed."""
+        writers, self._writers = self._writers, {}
+        with contextlib.ExitStack() as stack:
+            for events in writers.values():
+                stack.callback(self._close_events, events)
+
+    @staticmethod
+    def _close_events(events: SummaryWriter) -> None:
+        with _tensorboard_write(events.logdir):
             events.close()
-        self._writers.clear()
 
     def __enter__(self) -> MetricsWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        close_on_exit(self.close, failing=exc_type is not None)

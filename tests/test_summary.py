@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import os
+import re
 
 import matplotlib.image
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, TENSORS, EventAccumulator
+from tensorboardX import SummaryWriter
 
 import s2s_jax as s2s
+from s2s_jax.errors import StorageError
 from s2s_jax.loop import run
 from s2s_jax.loop_parts import EXAMPLES_PER_EVAL, RunResult
 from s2s_jax.plots import attention_examples
@@ -164,6 +168,28 @@ def test_metrics_jsonl_has_one_object_per_line_and_non_numbers_only_there(tmp_pa
         assert f.read() == ('{"step": 3, "split": "validation", "bleu": 12.5, "loss": "nan", '
                             '"bleu_signature": "nrefs:1", "examples": 7}\n')
     assert set(events(str(tmp_path), "validation").Tags()["scalars"]) == {"bleu", "loss", "examples"}
+
+
+def test_a_failed_event_write_is_one_sentence_and_never_hides_the_error_in_flight(tmp_path, monkeypatch):
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    workdir = str(tmp_path)
+    logdir = os.path.join(workdir, TENSORBOARD_DIR, "validation")
+    sentence = rf"^writing TensorBoard events into {re.escape(logdir)} failed: No space left on device \(.+ free\)\.$"
+    writer, failing = MetricsWriter(workdir), MetricsWriter(workdir)
+    for w in (writer, failing):
+        w.write(1, "validation", {"loss": 1.0})
+    monkeypatch.setattr(SummaryWriter, "flush", disk_full)
+    monkeypatch.setattr(SummaryWriter, "close", disk_full)
+    with pytest.raises(StorageError, match=sentence):
+        writer.write(2, "validation", {"loss": 2.0})
+    with pytest.raises(StorageError, match=sentence):
+        writer.write_examples(2, "validation", ["a"], ["b"], ["c"])
+    with pytest.raises(StorageError, match=sentence):
+        writer.close()
+    with pytest.raises(KeyError, match="in flight"), failing:
+        raise KeyError("in flight")
 
 
 def test_examples_table_escapes_markdown():
