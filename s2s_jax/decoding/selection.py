@@ -13,17 +13,37 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Elements per chunk of :func:`top_k`: small enough that the k chunks it keeps are few
-# elements, large enough that the chunk maxima are few.
+# Elements per chunk of :func:`first_argmax` and :func:`top_k`: small enough that the chunks
+# searched are few elements, large enough that the chunk maxima are few.
 CHUNK = 32
 
 
-def first_argmax(x: jax.Array) -> jax.Array:
-    """x [rows, n] -> [rows] int32, the index of each row's first maximum: ``jnp.argmax``'s
-    result for input without NaN, from a max and a min reduction."""
-    best = jnp.max(x, axis=-1, keepdims=True)
+def _chunks(x: jax.Array, chunk: int) -> jax.Array:
+    """x [rows, n] -> [rows, ceil(n / chunk), chunk], the end padded with -inf."""
+    rows, n = x.shape
+    chunks = -(-n // chunk)
+    return jnp.pad(x, ((0, 0), (0, chunks * chunk - n)), constant_values=-jnp.inf).reshape(rows, chunks, chunk)
+
+
+def _first_index_of(x: jax.Array, best: jax.Array) -> jax.Array:
+    """x [rows, n], best [rows, 1] -> [rows] int32, the first index where x equals best (n - 1 if none)."""
     index = jnp.arange(x.shape[-1], dtype=jnp.int32)
     return jnp.min(jnp.where(x == best, index, x.shape[-1] - 1), axis=-1)
+
+
+def first_argmax(x: jax.Array, chunk: int = CHUNK) -> jax.Array:
+    """x [rows, n] -> [rows] int32, the index of each row's first maximum: ``jnp.argmax``'s
+    result for input without NaN. The row's maximum comes from the maxima of its chunks of
+    ``chunk`` elements; its first index is searched in the first chunk holding it only, so
+    no second pass over the row compares every element with the maximum."""
+    blocks = _chunks(x, chunk)
+    # The barrier keeps XLA from fusing the two maxima back into one row reduction, which
+    # XLA:CPU rewrites into a slower windowed one.
+    maxima = jax.lax.optimization_barrier(jnp.max(blocks, axis=-1))
+    best = jnp.max(maxima, axis=-1, keepdims=True)
+    first = _first_index_of(maxima, best)
+    within = _first_index_of(jnp.take_along_axis(blocks, first[:, None, None], axis=1)[:, 0], best)
+    return first * chunk + within
 
 
 def top_k(x: jax.Array, k: int, chunk: int = CHUNK) -> tuple[jax.Array, jax.Array]:
@@ -37,11 +57,9 @@ def top_k(x: jax.Array, k: int, chunk: int = CHUNK) -> tuple[jax.Array, jax.Arra
     their elements still resolve by index.
     """
     rows, n = x.shape
-    chunks = -(-n // chunk)
-    if chunks <= k:
+    if -(-n // chunk) <= k:
         return jax.lax.top_k(x, k)
-    padded = jnp.pad(x, ((0, 0), (0, chunks * chunk - n)), constant_values=-jnp.inf)
-    blocks = padded.reshape(rows, chunks, chunk)
+    blocks = _chunks(x, chunk)
     kept = jnp.sort(jax.lax.top_k(jnp.max(blocks, axis=-1), k)[1], axis=-1)
     candidates = jnp.take_along_axis(blocks, kept[:, :, None], axis=1).reshape(rows, k * chunk)
     values, pos = jax.lax.top_k(candidates, k)

@@ -25,6 +25,23 @@ import jax.numpy as jnp
 
 from s2s_jax.models.matmul import Dense, dot, dot_tn
 
+# Elements per chunk of log_softmax's row maximum.
+CHUNK = 32
+
+
+def log_softmax(logits: jax.Array, chunk: int = CHUNK) -> jax.Array:
+    """``jax.nn.log_softmax`` over the last axis of logits [..., vocab]: the same values (the
+    gradient agrees to rounding). The row maximum (the shift that keeps ``exp`` finite) is taken over the maxima
+    of chunks of ``chunk`` elements: XLA:CPU rewrites a maximum over a whole vocabulary row into
+    a windowed reduction that a decoding step spends more time on than on the sum of ``exp``."""
+    *lead, n = logits.shape
+    chunks = -(-n // chunk)
+    blocks = jnp.pad(logits, [(0, 0)] * len(lead) + [(0, chunks * chunk - n)], constant_values=-jnp.inf)
+    # The barrier keeps XLA from fusing the two maxima back into one row reduction.
+    maxima = jax.lax.optimization_barrier(jnp.max(blocks.reshape(*lead, chunks, chunk), axis=-1))
+    shifted = logits - jax.lax.stop_gradient(jnp.max(maxima, axis=-1, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
 
 def _smoothed_target_terms(logits, lse, labels, label_smoothing):
     label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
@@ -123,7 +140,7 @@ class Generator(nn.Module):
             bias = self.param("bias", nn.initializers.zeros, (self.vocab_size,))
         if labels is None:
             logits = dot(x, kernel, self.dtype, transpose_w=True) + bias
-            return jax.nn.log_softmax(logits, axis=-1) if normalize else logits
+            return log_softmax(logits) if normalize else logits
         terms = softmax_cross_entropy(x.reshape(-1, x.shape[-1]), kernel, bias, labels.reshape(-1),
                                       label_smoothing, jnp.dtype(self.dtype))
         return tuple(t.reshape(labels.shape) for t in terms)

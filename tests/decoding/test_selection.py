@@ -21,10 +21,20 @@ def tied_rows(rows: int, n: int, seed: int) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("n", [7, 32, 1000])
-def test_first_argmax_is_argmax(n):
-    x = tied_rows(9, n, seed=n)
-    np.testing.assert_array_equal(np.asarray(jax.jit(first_argmax)(x)), np.asarray(jnp.argmax(x, axis=-1)))
+@pytest.mark.parametrize(("n", "chunk"), [(7, 32), (32, 32), (1000, 32), (1000, 7), (64, 1)])
+def test_first_argmax_is_argmax(n, chunk):
+    choose = jax.jit(first_argmax, static_argnums=1)
+    for seed in range(3):
+        x = tied_rows(9, n, seed=n + seed)
+        np.testing.assert_array_equal(np.asarray(choose(x, chunk)), np.asarray(jnp.argmax(x, axis=-1)))
+
+
+def test_first_argmax_takes_the_first_of_maxima_in_several_chunks():
+    x = np.zeros((3, 200), np.float32)
+    x[0, [150, 40, 41]] = 3.0  # the first maximum is in the second chunk, not the last
+    x[1, [31, 32]] = 2.0  # at the edge of two chunks
+    x[2, 199] = 1.0  # in the padded last chunk
+    np.testing.assert_array_equal(np.asarray(first_argmax(jnp.asarray(x))), [40, 31, 199])
 
 
 @pytest.mark.parametrize(("n", "k", "chunk"), [(997, 10, 32), (4000, 3, 32), (1000, 10, 7), (40, 10, 32),
