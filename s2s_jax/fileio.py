@@ -38,7 +38,6 @@ def read_text(path: str) -> str:
         return decode_utf8(f.read(), path)
 
 
-
 def close_on_exit(close: Callable[[], None], failing: bool) -> None:
     """A context manager's exit: ``close()``, whose own failure is dropped while another
     error is in flight (``failing``), since that error says more."""
@@ -47,6 +46,7 @@ def close_on_exit(close: Callable[[], None], failing: bool) -> None:
         return
     with contextlib.suppress(Exception):
         close()
+
 
 def free_space(path: str) -> str:
     """The free space of the filesystem holding ``path`` (or its nearest existing parent), in words."""

@@ -13,16 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Elements per chunk of :func:`first_argmax` and :func:`top_k`: small enough that the chunks
-# searched are few elements, large enough that the chunk maxima are few.
-CHUNK = 32
-
-
-def _chunks(x: jax.Array, chunk: int) -> jax.Array:
-    """x [rows, n] -> [rows, ceil(n / chunk), chunk], the end padded with -inf."""
-    rows, n = x.shape
-    chunks = -(-n // chunk)
-    return jnp.pad(x, ((0, 0), (0, chunks * chunk - n)), constant_values=-jnp.inf).reshape(rows, chunks, chunk)
+from s2s_jax.models.generator import CHUNK, chunk_maxima, chunked
 
 
 def _first_index_of(x: jax.Array, best: jax.Array) -> jax.Array:
@@ -36,10 +27,8 @@ def first_argmax(x: jax.Array, chunk: int = CHUNK) -> jax.Array:
     result for input without NaN. The row's maximum comes from the maxima of its chunks of
     ``chunk`` elements; its first index is searched in the first chunk holding it only, so
     no second pass over the row compares every element with the maximum."""
-    blocks = _chunks(x, chunk)
-    # The barrier keeps XLA from fusing the two maxima back into one row reduction, which
-    # XLA:CPU rewrites into a slower windowed one.
-    maxima = jax.lax.optimization_barrier(jnp.max(blocks, axis=-1))
+    blocks = chunked(x, chunk)
+    maxima = chunk_maxima(blocks)
     best = jnp.max(maxima, axis=-1, keepdims=True)
     first = _first_index_of(maxima, best)
     within = _first_index_of(jnp.take_along_axis(blocks, first[:, None, None], axis=1)[:, 0], best)
@@ -59,7 +48,7 @@ def top_k(x: jax.Array, k: int, chunk: int = CHUNK) -> tuple[jax.Array, jax.Arra
     rows, n = x.shape
     if -(-n // chunk) <= k:
         return jax.lax.top_k(x, k)
-    blocks = _chunks(x, chunk)
+    blocks = chunked(x, chunk)
     kept = jnp.sort(jax.lax.top_k(jnp.max(blocks, axis=-1), k)[1], axis=-1)
     candidates = jnp.take_along_axis(blocks, kept[:, :, None], axis=1).reshape(rows, k * chunk)
     values, pos = jax.lax.top_k(candidates, k)

@@ -25,21 +25,33 @@ import jax.numpy as jnp
 
 from s2s_jax.models.matmul import Dense, dot, dot_tn
 
-# Elements per chunk of log_softmax's row maximum.
+# Elements per chunk of a reduction over a vocabulary row (:func:`log_softmax` here, the token
+# choices of s2s_jax.decoding.selection): small enough that a chunk searched is few elements,
+# large enough that the chunk maxima are few.
 CHUNK = 32
+
+
+def chunked(x: jax.Array, chunk: int = CHUNK) -> jax.Array:
+    """x [..., n] -> [..., ceil(n / chunk), chunk], the end padded with -inf."""
+    *lead, n = x.shape
+    chunks = -(-n // chunk)
+    padded = jnp.pad(x, [(0, 0)] * len(lead) + [(0, chunks * chunk - n)], constant_values=-jnp.inf)
+    return padded.reshape(*lead, chunks, chunk)
+
+
+def chunk_maxima(blocks: jax.Array) -> jax.Array:
+    """blocks [..., chunks, chunk] -> [..., chunks], each chunk's maximum. XLA:CPU rewrites a
+    maximum over a whole vocabulary row into a windowed reduction slower than the maxima of its
+    chunks and then the maximum of those; the barrier keeps XLA from fusing the two back into one."""
+    return jax.lax.optimization_barrier(jnp.max(blocks, axis=-1))
 
 
 def log_softmax(logits: jax.Array, chunk: int = CHUNK) -> jax.Array:
     """``jax.nn.log_softmax`` over the last axis of logits [..., vocab]: the same values (the
-    gradient agrees to rounding). The row maximum (the shift that keeps ``exp`` finite) is taken over the maxima
-    of chunks of ``chunk`` elements: XLA:CPU rewrites a maximum over a whole vocabulary row into
-    a windowed reduction that a decoding step spends more time on than on the sum of ``exp``."""
-    *lead, n = logits.shape
-    chunks = -(-n // chunk)
-    blocks = jnp.pad(logits, [(0, 0)] * len(lead) + [(0, chunks * chunk - n)], constant_values=-jnp.inf)
-    # The barrier keeps XLA from fusing the two maxima back into one row reduction.
-    maxima = jax.lax.optimization_barrier(jnp.max(blocks.reshape(*lead, chunks, chunk), axis=-1))
-    shifted = logits - jax.lax.stop_gradient(jnp.max(maxima, axis=-1, keepdims=True))
+    gradient agrees to rounding), the row maximum (the shift that keeps ``exp`` finite) taken
+    from :func:`chunk_maxima`, which a decoding step spends less time on."""
+    row_max = jnp.max(chunk_maxima(chunked(logits, chunk)), axis=-1, keepdims=True)
+    shifted = logits - jax.lax.stop_gradient(row_max)
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
 
