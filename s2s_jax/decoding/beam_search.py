@@ -37,10 +37,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from s2s_jax.decoding.common import NEG_INF, constrain_eos, decode_jit, output_limits
-from s2s_jax.decoding.selection import top_k
+from s2s_jax.decoding.common import NEG_INF, decode_jit, eos_constraints, output_limits
+from s2s_jax.decoding.selection import search_columns
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.decoder import DecoderState
+from s2s_jax.models.generator import DEPTH, log_softmax_terms, normalized, strided
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -125,6 +126,59 @@ def _extend(parents: Hypotheses, tokens: jax.Array, log_prob: jax.Array, weights
                       coverage=parents.coverage + weights, attention=attention)
 
 
+def best_extensions(logits: jax.Array, log_prob: jax.Array, t: jax.Array, limits: jax.Array, min_len: int,
+                    n: int) -> tuple[jax.Array, jax.Array]:
+    """The n best extensions of each sentence's K beams: (log-probabilities [batch, n] descending,
+    indices [batch, n] into K * vocab, beam-major), ``jax.lax.top_k``'s values and indices over
+    ``log_prob[:, :, None] + log_softmax(logits)`` [batch, K, vocab], with EOS constrained as
+    :func:`~s2s_jax.decoding.common.eos_constraints` says (-inf where banned).
+
+    logits: [batch * K, vocab]; log_prob: [batch, K] the beams' log-probabilities; limits:
+    [batch * K]. The sentence's row of K * vocab extensions is viewed as K :func:`strided` views
+    stacked, whose columns :func:`~s2s_jax.decoding.selection.search_columns` searches. Their
+    maxima come from the logits' column maxima, which the log-softmax computes anyway: an
+    extension's log-probability is non-decreasing in its logit, and only the column holding EOS
+    (and, where EOS is forced, every other column) holds a constrained token. So only the
+    candidates' log-probabilities are computed, and no pass over the K * vocab extensions is
+    made unless a tie leaves the search unsure.
+    """
+    rows, vocab = logits.shape
+    batch, k = log_prob.shape
+    maxima, shift, log_sum = log_softmax_terms(logits)
+    view = strided(logits)
+    columns = maxima.shape[-1]
+    ban, force = eos_constraints(t, limits, min_len)
+
+    def extend(x, token):
+        """x [rows, ...] logits of the tokens ``token`` -> their extensions' log-probabilities."""
+        def per_row(a):
+            return a.reshape(rows, *[1] * (x.ndim - 1))
+
+        lp = normalized(x, per_row(shift), per_row(log_sum))
+        banned = (per_row(ban) & (token == EOS_ID)) | (per_row(force) & (token != EOS_ID)) | (lp <= NEG_INF)
+        return per_row(log_prob) + jnp.where(banned, -jnp.inf, lp)
+
+    def everything():
+        token = jnp.arange(vocab, dtype=jnp.int32)
+        return tuple(jax.lax.top_k(extend(logits, token).reshape(batch, k * vocab), n))
+
+    if columns <= 2 * n:
+        return everything()
+    eos_column = EOS_ID % columns
+    eos_tokens = jnp.arange(DEPTH, dtype=jnp.int32)[:, None] * columns + eos_column
+    eos_max = jnp.max(extend(view[:, :, eos_column:eos_column + 1], eos_tokens), axis=(1, 2))
+    column_max = extend(maxima, jnp.full((columns,), -1)).at[:, eos_column].set(eos_max)
+
+    def gather(kept):  # kept [batch, m] -> the K beams' elements [batch, K, DEPTH, m], in index order
+        token = jnp.arange(DEPTH, dtype=jnp.int32)[:, None] * columns + kept[:, None, :]  # [batch, DEPTH, m]
+        x = jnp.take_along_axis(view, jnp.repeat(kept, k, axis=0)[:, None, :], axis=2)
+        values = extend(x, jnp.repeat(token, k, axis=0)).reshape(batch, k, *token.shape[1:])
+        return values, token[:, None] + vocab * jnp.arange(k, dtype=jnp.int32)[:, None, None]
+
+    values, indices, unsure = search_columns(jnp.max(column_max.reshape(batch, k, columns), axis=1), gather, n)
+    return jax.lax.cond(jnp.any(unsure), everything, lambda: (values, indices))
+
+
 def beam_search(model: Seq2Seq, params, src: jax.Array, *, beam_size: int, max_len: int,
                 length_penalty: float = 0.6, n_best: int = 1, min_len: int = 0, max_len_a: float = 0.0,
                 coverage_penalty: float = 0.0, return_attention: bool = False):
@@ -155,7 +209,7 @@ def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Arra
                  beam_size: int, max_len: int, n_best: int, min_len: int, max_len_a: float, return_attention: bool):
     k = beam_size
     batch, src_len = src.shape
-    state, step, _ = init_decoder(model, params, src, repeat=k)
+    state, step, _ = init_decoder(model, params, src, repeat=k, normalize=False)
     width, limits = output_limits(src, max_len, max_len_a)
     beam_limits = jnp.repeat(limits, k)
     att_len = src_len if model.cfg.attention != "none" else 0
@@ -179,12 +233,9 @@ def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Arra
     def body(carry):
         t, state, alive, finished, scores, done = carry
         prev = jnp.where(t > 0, alive.tokens[:, :, jnp.maximum(t - 1, 0)], BOS_ID).reshape(-1)
-        log_probs, state = step(state, prev)
-        log_probs = constrain_eos(log_probs, t, beam_limits, min_len)
-        log_probs = jnp.where(log_probs <= NEG_INF, -jnp.inf, log_probs)  # banned tokens: no hypothesis
-        vocab = log_probs.shape[-1]
-        extended = alive.log_prob[:, :, None] + log_probs.reshape(batch, k, vocab)
-        top_log_prob, top = top_k(extended.reshape(batch, k * vocab), 2 * k)
+        logits, state = step(state, prev)
+        vocab = logits.shape[-1]
+        top_log_prob, top = best_extensions(logits, alive.log_prob, t, beam_limits, min_len, 2 * k)
         parents, tokens = top // vocab, top % vocab
         weights = gather_beams(state.attention.reshape(batch, k, att_len), parents)
         candidates = _extend(gather_beams(alive, parents), tokens, top_log_prob, weights, t)

@@ -54,12 +54,16 @@ def output_limits(src: jax.Array, max_len: int, max_len_a: float = 0.0) -> tuple
     return width, jnp.clip(limits, 1, width)
 
 
+def eos_constraints(t: jax.Array, limits: jax.Array, min_len: int = 0) -> tuple[jax.Array, jax.Array]:
+    """(ban [rows], force [rows]) at output position ``t`` (0-based): EOS is banned while
+    t < min_len and forced (every other token banned) at a row's last position ``limits - 1``."""
+    return (t < min_len) & (t < limits - 1), t >= limits - 1
+
+
 def constrain_eos(scores: jax.Array, t: jax.Array, limits: jax.Array, min_len: int = 0) -> jax.Array:
-    """Mask ``scores`` [rows, vocab] (log-probabilities or logits) at output position ``t``
-    (0-based): EOS is banned while t < min_len and forced at a row's last position ``limits - 1``."""
-    vocab = jnp.arange(scores.shape[-1])
-    is_eos = vocab == EOS_ID
-    ban_eos = (t < min_len) & (t < limits - 1)
-    force_eos = t >= limits - 1
+    """Mask ``scores`` [rows, vocab] (log-probabilities or logits) at output position ``t`` with
+    NEG_INF as :func:`eos_constraints` says."""
+    is_eos = jnp.arange(scores.shape[-1]) == EOS_ID
+    ban_eos, force_eos = eos_constraints(t, limits, min_len)
     scores = jnp.where(ban_eos[:, None] & is_eos, NEG_INF, scores)
     return jnp.where(force_eos[:, None] & ~is_eos, NEG_INF, scores)

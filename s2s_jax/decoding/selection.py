@@ -3,53 +3,85 @@
 ``jnp.argmax`` and ``jax.lax.top_k`` over a [rows, vocab] array are what a decoding step
 needs after its generator product, and on XLA:CPU both are slow beside the product: the
 argmax is a reduction of (value, index) pairs that XLA:CPU does not vectorise, and top-k
-sorts its rows. The functions here give the same results from reductions XLA:CPU does
-vectorise, several times faster per step (``python -m benchmarks.selection``; BENCHMARKS.md,
-"The same on an AMD EPYC with AVX512-BF16").
+sorts its rows. The functions here search the row's :func:`~s2s_jax.models.generator.strided`
+view instead: the maxima of its columns, which XLA:CPU computes at memory speed, say which few
+columns hold the answer, and only those are searched (``python -m benchmarks.selection``;
+BENCHMARKS.md, "Strided reductions").
+
+The columns of that view are not runs of consecutive elements, so a tie between columns does
+not say which of them holds the first of the tied elements. Twice as many columns as needed are
+searched, so only a tie of more than k columns can hide an element of the answer; a row where
+one might (a rare event for a model's scores, not for rounded values) makes the step fall back
+to ``jax.lax.top_k`` for all its rows, which gives the same result the slow way.
+:func:`columns_top_k` is the search without that fallback, with each row's flag.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.models.generator import CHUNK, chunk_maxima, chunked
+from s2s_jax.models.generator import DEPTH, column_maxima, strided
+
+Gather = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def _first_index_of(x: jax.Array, best: jax.Array) -> jax.Array:
-    """x [rows, n], best [rows, 1] -> [rows] int32, the first index where x equals best (n - 1 if none)."""
-    index = jnp.arange(x.shape[-1], dtype=jnp.int32)
-    return jnp.min(jnp.where(x == best, index, x.shape[-1] - 1), axis=-1)
+def first_argmax(x: jax.Array, depth: int = DEPTH) -> jax.Array:
+    """x [rows, n] -> [rows] int32, the index of each row's first maximum (:func:`top_k` with
+    k = 1): ``jnp.argmax``'s result for input without NaN, except that +0.0 is above -0.0."""
+    return top_k(x, 1, depth)[1][:, 0]
 
 
-def first_argmax(x: jax.Array, chunk: int = CHUNK) -> jax.Array:
-    """x [rows, n] -> [rows] int32, the index of each row's first maximum: ``jnp.argmax``'s
-    result for input without NaN. The row's maximum comes from the maxima of its chunks of
-    ``chunk`` elements; its first index is searched in the first chunk holding it only, so
-    no second pass over the row compares every element with the maximum."""
-    blocks = chunked(x, chunk)
-    maxima = chunk_maxima(blocks)
-    best = jnp.max(maxima, axis=-1, keepdims=True)
-    first = _first_index_of(maxima, best)
-    within = _first_index_of(jnp.take_along_axis(blocks, first[:, None, None], axis=1)[:, 0], best)
-    return first * chunk + within
+def search_columns(maxima: jax.Array, gather: Gather, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The top k of rows known by their :func:`strided` view's column maxima [rows, columns]
+    (more than 2k columns) -> (values [rows, k], indices [rows, k] int32, unsure [rows] bool):
+    ``jax.lax.top_k`` of each row where ``unsure`` is False. ``gather(kept [rows, m])`` gives
+    the elements of the ``m`` columns ``kept`` (ascending) and their indices in the row,
+    ([rows, ..., m], [rows, ..., m]), in index order when flattened.
 
-
-def top_k(x: jax.Array, k: int, chunk: int = CHUNK) -> tuple[jax.Array, jax.Array]:
-    """``jax.lax.top_k(x, k)`` for x [rows, n]: (values [rows, k] descending, indices
-    [rows, k] int32), ties in index order, the same values and indices.
-
-    The row is cut into chunks of ``chunk`` elements and only the k chunks with the largest
-    maxima are searched. They hold the top k: every chunk ranked before the chunk of a
-    top-k element e (by maximum, then position) holds an element ranked before e, and
-    at most k - 1 elements are. The kept chunks are taken in row order, so ties among
-    their elements still resolve by index.
+    Only the 2k columns with the largest maxima are searched (of equal maxima, the first
+    columns). Their maxima are 2k elements, so the row's k-th largest value v is at least the
+    smallest of them, and every column not kept has its maximum at most that: every element above
+    v is in a kept column. The kept columns' elements are in index order, so ties among them
+    resolve by index. The result is exact unless a column not kept also reaches v (it might hold
+    an earlier element equal to v), which takes k + 2 columns whose maxima all equal v:
+    ``unsure``. When fewer than k elements are finite, the -inf that complete the k are the row's
+    first -inf, among its first k elements, which are the first elements of its first k columns;
+    at most k - 1 columns hold a finite element, so those k columns are among the 2k kept.
     """
-    rows, n = x.shape
-    if -(-n // chunk) <= k:
+    rows = maxima.shape[0]
+    kept = jnp.sort(jax.lax.top_k(maxima, 2 * k)[1], axis=-1)
+    candidates, index = gather(kept)
+    values, pos = jax.lax.top_k(candidates.reshape(rows, -1), k)
+    indices = jnp.take_along_axis(index.reshape(rows, -1), pos, axis=1)
+    # The k-th value as a reduction, not a slice: XLA:CPU's TopK kernel replaces a sort only
+    # when every use of its result is the top k slice.
+    kth = jnp.min(values, axis=-1, keepdims=True)
+    unsure = (jnp.sum(maxima >= kth, axis=-1) > 2 * k) & (kth[:, 0] > -jnp.inf)
+    return values, indices, unsure
+
+
+def columns_top_k(x: jax.Array, k: int, depth: int = DEPTH) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """x [rows, n] with more than 2k :func:`strided` columns -> (values [rows, k], indices
+    [rows, k] int32, unsure [rows] bool): ``jax.lax.top_k(x, k)`` where ``unsure`` is False
+    (:func:`search_columns`)."""
+    view = strided(x, depth)
+    columns = view.shape[-1]
+
+    def gather(kept):
+        index = jnp.arange(depth, dtype=jnp.int32)[:, None] * columns + kept[:, None, :]
+        return jnp.take_along_axis(view, kept[:, None, :], axis=2), index
+
+    return search_columns(column_maxima(view), gather, k)
+
+
+def top_k(x: jax.Array, k: int, depth: int = DEPTH) -> tuple[jax.Array, jax.Array]:
+    """``jax.lax.top_k(x, k)`` for x [rows, n]: (values [rows, k] descending, indices
+    [rows, k] int32), ties in index order, the same values and indices; from
+    :func:`columns_top_k` unless a row is unsure."""
+    if -(-x.shape[-1] // depth) <= 2 * k:
         return jax.lax.top_k(x, k)
-    blocks = chunked(x, chunk)
-    kept = jnp.sort(jax.lax.top_k(jnp.max(blocks, axis=-1), k)[1], axis=-1)
-    candidates = jnp.take_along_axis(blocks, kept[:, :, None], axis=1).reshape(rows, k * chunk)
-    values, pos = jax.lax.top_k(candidates, k)
-    return values, jnp.take_along_axis(kept, pos // chunk, axis=1) * chunk + pos % chunk
+    values, indices, unsure = columns_top_k(x, k, depth)
+    return jax.lax.cond(jnp.any(unsure), lambda: tuple(jax.lax.top_k(x, k)), lambda: (values, indices))

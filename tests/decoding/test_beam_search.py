@@ -4,13 +4,17 @@ every sequence, teacher-forced rescoring, the GNMT formulas, and unbatched rows.
 from __future__ import annotations
 
 import itertools
+import sys
 
+import jax
 import numpy as np
 import pytest
 
 from s2s_jax.config import DecodeConfig
 from s2s_jax.decoding import beam_search, decode, greedy_decode
-from s2s_jax.decoding.beam_search import best_future_score
+from s2s_jax.decoding.beam_search import best_extensions, best_future_score
+from s2s_jax.decoding.common import NEG_INF, constrain_eos
+from s2s_jax.models.generator import log_softmax
 from s2s_jax.vocab import EOS_ID, PAD_ID
 from tests.conftest import random_batch, tiny_model
 from tests.decoding.helpers import (
@@ -44,6 +48,41 @@ def test_best_future_score_is_the_maximum_over_lengths():
         expected = [max(np.max(log_prob[b]) / _lp(n, alpha) for n in range(shortest[b], longest[b] + 1))
                     for b in range(3)]
         np.testing.assert_allclose(bound, expected, rtol=1e-6)
+
+
+def _every_extension(logits, log_prob, t, limits, min_len, n):
+    """best_extensions' reference: the top n of every beam's every extension, by jax.lax.top_k."""
+    batch, k = log_prob.shape
+    lp = constrain_eos(log_softmax(logits), t, limits, min_len)
+    lp = np.where(np.asarray(lp) <= NEG_INF, -np.inf, lp)
+    return jax.lax.top_k((log_prob[:, :, None] + lp.reshape(batch, k, -1)).reshape(batch, -1), n)
+
+
+@pytest.mark.parametrize("eos", [EOS_ID, 500])
+@pytest.mark.parametrize("rounded", [False, True])
+def test_best_extensions_are_the_top_of_every_extension(rounded, eos, monkeypatch):
+    """Against jax.lax.top_k over every extension: live and dead beams (a sentence with none),
+    EOS banned (t < min_len) and forced (a row's last position), a vocabulary that is no multiple
+    of the column depth. Distinct logits leave the column search sure of its answer (it is unsure
+    only of k + 2 columns tied); rounded ones tie everywhere and take the fallback. EOS id 500 is
+    in a column past the first 2n, which the search keeps only if its maximum says so."""
+    for module in ("s2s_jax.decoding.beam_search", "s2s_jax.decoding.common"):  # modules, not the functions
+        monkeypatch.setattr(sys.modules[module], "EOS_ID", eos)
+    batch, k, vocab, n = 4, 3, 1001, 6
+    rng = np.random.default_rng(int(rounded))
+    logits = rng.permutation(batch * k * vocab).reshape(batch * k, vocab).astype(np.float32) / 1000.0
+    if rounded:
+        logits = np.round(logits)
+    log_prob = np.log(rng.random((batch, k))).astype(np.float32)
+    log_prob[0, 1:] = -np.inf  # one live beam
+    log_prob[1] = -np.inf  # a finished sentence
+    for t, min_len in ((0, 2), (2, 2), (5, 0)):
+        limits = np.full(batch * k, 9, np.int32)
+        limits[2 * k:3 * k] = t + 1  # EOS forced in the third sentence
+        values, indices = best_extensions(logits, log_prob, t, limits, min_len, n)  # eager: no cached trace
+        want_values, want_indices = _every_extension(logits, log_prob, t, limits, min_len, n)
+        np.testing.assert_array_equal(np.asarray(values), np.asarray(want_values))
+        np.testing.assert_array_equal(np.asarray(indices), np.asarray(want_indices))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2s_jax.models.generator import Generator, softmax_cross_entropy
+from s2s_jax.models.generator import Generator, log_softmax, log_softmax_terms, softmax_cross_entropy
 from s2s_jax.models.matmul import dot
 
 
@@ -21,6 +21,19 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
 def _maxout(t: np.ndarray) -> np.ndarray:
     """t_j = max(t~_{2j-1}, t~_{2j}) over consecutive pairs of units, written as a loop."""
     return np.stack([np.maximum(t[..., 2 * j], t[..., 2 * j + 1]) for j in range(t.shape[-1] // 2)], axis=-1)
+
+
+def test_log_softmax_over_strided_columns():
+    """The column maxima, the shift and the normaliser against NumPy, for rows that are no
+    multiple of the view's depth (32): element i * columns + j is in column j."""
+    logits = np.random.default_rng(0).standard_normal((3, 1001)).astype(np.float32) * 10
+    maxima, shift, log_sum = (np.asarray(a) for a in log_softmax_terms(logits))
+    columns = -(-1001 // 32)
+    padded = np.pad(logits, ((0, 0), (0, 32 * columns - 1001)), constant_values=-np.inf)
+    np.testing.assert_array_equal(maxima, padded.reshape(3, 32, columns).max(axis=1))
+    np.testing.assert_array_equal(shift[:, 0], logits.max(-1))
+    np.testing.assert_allclose(log_sum[:, 0], np.log(np.exp(logits - shift).sum(-1)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(log_softmax(logits)), _log_softmax(logits), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("maxout_units", [0, 4])
