@@ -5,6 +5,9 @@ and beam search's step from its [128 x 5, 8000] logits to each sentence's 10 bes
 (the attention shape, batch 128, beam 5): ``jax.nn.log_softmax``, the beams' log-probabilities
 added and ``jax.lax.top_k`` over each sentence's 5 x 8000, against
 :func:`s2s_jax.decoding.beam_search.best_extensions`.
+Beside them, the reductions of a step alone over the beams' rows: a row's maximum taken whole,
+by the maxima of chunks of 32 consecutive elements and by the columns of the rows'
+:func:`~s2s_jax.models.generator.strided` views, and the log-softmax.
 Each is timed inside a 24-step ``fori_loop``, compiled as decoding is, and reported less the
 same loop reading one column, so the figure is the choice's own cost per step. Variants
 alternate; medians of ``--calls``. Prints one JSON object.
@@ -28,6 +31,7 @@ from s2s_jax.decoding.beam_search import best_extensions
 from s2s_jax.decoding.common import CPU_DECODE_OPTIONS
 from s2s_jax.decoding.selection import first_argmax
 from s2s_jax.hugepages import reexec_with_huge_pages
+from s2s_jax.models.generator import column_maxima, log_softmax, strided
 
 STEPS = 24
 
@@ -41,6 +45,11 @@ def in_loop(choose):
             return x.at[:, 0].add(1e-6 * chosen), total + chosen
         return jax.lax.fori_loop(0, STEPS, body, (x, 0.0))[1]
     return jax.jit(run, compiler_options=CPU_DECODE_OPTIONS)
+
+
+def chunk_maxima(x: jax.Array, chunk: int = 32) -> jax.Array:
+    """x [rows, n] (n a multiple of chunk) -> [rows, n / chunk], the maxima of consecutive runs."""
+    return jax.lax.optimization_barrier(jnp.max(x.reshape(x.shape[0], -1, chunk), axis=-1))
 
 
 def main() -> None:
@@ -67,6 +76,13 @@ def main() -> None:
         "beam loop (baseline)": (in_loop(lambda x: x[:, 0]), beam),
         "beam log_softmax and lax.top_k": (in_loop(every_extension), beam),
         "beam best_extensions": (in_loop(lambda x: best_extensions(x, beam_log_prob, 0, limits, 0, k)[1]), beam),
+        # The reductions alone, over beam search's rows: a row's maximum whole, by chunks of 32
+        # consecutive elements, and by the columns of the strided view; the log-softmax.
+        "beam row max": (in_loop(lambda x: jnp.max(x, axis=-1)), beam),
+        "beam row max by chunks": (in_loop(lambda x: jnp.max(chunk_maxima(x), axis=-1)), beam),
+        "beam row max by columns": (in_loop(lambda x: jnp.max(column_maxima(strided(x)), axis=-1)), beam),
+        "beam jax.nn.log_softmax": (in_loop(jax.nn.log_softmax), beam),
+        "beam log_softmax": (in_loop(log_softmax), beam),
     }
     for fn, x in programs.values():
         jax.block_until_ready(fn(x))

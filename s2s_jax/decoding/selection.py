@@ -1,12 +1,14 @@
-"""Choosing a decoding step's tokens: the argmax and the top k of every row, exact.
+"""Choosing a decoding step's tokens: the argmax and the top k of every row, exact (greedy
+decoding's argmax, sampling's top-k filter, beam search's best extensions).
 
 ``jnp.argmax`` and ``jax.lax.top_k`` over a [rows, vocab] array are what a decoding step
 needs after its generator product, and on XLA:CPU both are slow beside the product: the
 argmax is a reduction of (value, index) pairs that XLA:CPU does not vectorise, and top-k
-sorts its rows. The functions here search the row's :func:`~s2s_jax.models.generator.strided`
-view instead: the maxima of its columns, which XLA:CPU computes at memory speed, say which few
-columns hold the answer, and only those are searched (``python -m benchmarks.selection``;
-BENCHMARKS.md, "Strided reductions").
+sorts its rows. The functions here take the maxima of pieces of the row, which XLA:CPU
+vectorises, and search only the pieces that hold the answer: :func:`first_argmax` cuts the row
+into chunks of consecutive elements, the top k searches the columns of the row's
+:func:`~s2s_jax.models.generator.strided` view, whose maxima XLA:CPU computes at memory speed
+(``python -m benchmarks.selection``; BENCHMARKS.md, "Strided reductions").
 
 The columns of that view are not runs of consecutive elements, so a tie between columns does
 not say which of them holds the first of the tied elements. Twice as many columns as needed are
@@ -28,10 +30,29 @@ from s2s_jax.models.generator import DEPTH, column_maxima, strided
 Gather = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def first_argmax(x: jax.Array, depth: int = DEPTH) -> jax.Array:
-    """x [rows, n] -> [rows] int32, the index of each row's first maximum (:func:`top_k` with
-    k = 1): ``jnp.argmax``'s result for input without NaN, except that +0.0 is above -0.0."""
-    return top_k(x, 1, depth)[1][:, 0]
+def _first_index_of(x: jax.Array, best: jax.Array) -> jax.Array:
+    """x [rows, n], best [rows, 1] -> [rows] int32, the first index where x equals best (n - 1 if none)."""
+    index = jnp.arange(x.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(x == best, index, x.shape[-1] - 1), axis=-1)
+
+
+def first_argmax(x: jax.Array, chunk: int = 32) -> jax.Array:
+    """x [rows, n] -> [rows] int32, the index of each row's first maximum: ``jnp.argmax``'s
+    result for input without NaN. The row's maximum comes from the maxima of its chunks of
+    ``chunk`` consecutive elements; its first index is searched in the first chunk holding it.
+
+    Chunks of consecutive elements, not the :func:`strided` view's columns: greedy decoding's
+    argmax reads logits with the EOS constraint applied, which XLA:CPU fuses into this
+    reduction, and it compiles that fusion well over consecutive chunks and poorly over the
+    columns (BENCHMARKS.md, "Strided reductions")."""
+    n = x.shape[-1]
+    blocks = jnp.pad(x, [(0, 0), (0, -n % chunk)], constant_values=-jnp.inf).reshape(x.shape[0], -1, chunk)
+    # The barrier keeps XLA from fusing the two maxima into one over the row, which it runs slower.
+    maxima = jax.lax.optimization_barrier(jnp.max(blocks, axis=-1))
+    best = jnp.max(maxima, axis=-1, keepdims=True)
+    first = _first_index_of(maxima, best)
+    within = _first_index_of(jnp.take_along_axis(blocks, first[:, None, None], axis=1)[:, 0], best)
+    return first * chunk + within
 
 
 def search_columns(maxima: jax.Array, gather: Gather, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
