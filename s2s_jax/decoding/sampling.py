@@ -8,9 +8,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.decoding import selection
 from s2s_jax.decoding.common import decode_jit
 from s2s_jax.decoding.greedy import decode_token_by_token
+from s2s_jax.decoding.selection import top_k as select_top_k
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.seq2seq import Seq2Seq
 
@@ -19,7 +19,7 @@ def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.
     """logits [rows, vocab] -> the same with tokens outside the top ``top_k`` (0: all) and
     outside the ``top_p`` nucleus (1.0: all) set to -inf. The most probable token always stays."""
     if top_k > 0:
-        kth = selection.top_k(logits, min(top_k, logits.shape[-1]))[0][:, -1:]
+        kth = select_top_k(logits, min(top_k, logits.shape[-1]))[0][:, -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
     if top_p < 1.0:
         ordered = jnp.sort(logits, axis=-1)[:, ::-1]
