@@ -41,7 +41,7 @@ from s2s_jax.decoding.common import NEG_INF, decode_jit, eos_constraints, output
 from s2s_jax.decoding.selection import search_columns
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.decoder import DecoderState
-from s2s_jax.models.generator import DEPTH, log_softmax_terms, normalized, strided
+from s2s_jax.models.generator import column_indices, log_softmax_terms, normalized, strided
 from s2s_jax.models.seq2seq import Seq2Seq, init_decoder
 from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -165,12 +165,12 @@ def best_extensions(logits: jax.Array, log_prob: jax.Array, t: jax.Array, limits
     if columns <= 2 * n:
         return everything()
     eos_column = EOS_ID % columns
-    eos_tokens = jnp.arange(DEPTH, dtype=jnp.int32)[:, None] * columns + eos_column
+    eos_tokens = column_indices(jnp.array([eos_column], jnp.int32), columns)
     eos_max = jnp.max(extend(view[:, :, eos_column:eos_column + 1], eos_tokens), axis=(1, 2))
     column_max = extend(maxima, jnp.full((columns,), -1)).at[:, eos_column].set(eos_max)
 
     def gather(kept):  # kept [batch, m] -> the K beams' elements [batch, K, DEPTH, m], in index order
-        token = jnp.arange(DEPTH, dtype=jnp.int32)[:, None] * columns + kept[:, None, :]  # [batch, DEPTH, m]
+        token = column_indices(kept, columns)  # [batch, DEPTH, m]
         x = jnp.take_along_axis(view, jnp.repeat(kept, k, axis=0)[:, None, :], axis=2)
         values = extend(x, jnp.repeat(token, k, axis=0)).reshape(batch, k, *token.shape[1:])
         return values, token[:, None] + vocab * jnp.arange(k, dtype=jnp.int32)[:, None, None]

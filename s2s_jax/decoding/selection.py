@@ -25,7 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.models.generator import DEPTH, column_maxima, strided
+from s2s_jax.models.generator import DEPTH, column_indices, column_maxima, strided
 
 Gather = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -92,8 +92,7 @@ def columns_top_k(x: jax.Array, k: int, depth: int = DEPTH) -> tuple[jax.Array, 
     columns = view.shape[-1]
 
     def gather(kept):
-        index = jnp.arange(depth, dtype=jnp.int32)[:, None] * columns + kept[:, None, :]
-        return jnp.take_along_axis(view, kept[:, None, :], axis=2), index
+        return jnp.take_along_axis(view, kept[:, None, :], axis=2), column_indices(kept, columns, depth)
 
     return search_columns(column_maxima(view), gather, k)
 

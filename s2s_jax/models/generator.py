@@ -46,6 +46,12 @@ def strided(x: jax.Array, depth: int = DEPTH, fill: float = -jnp.inf) -> jax.Arr
     return padded.reshape(*lead, depth, columns)
 
 
+def column_indices(columns: jax.Array, n_columns: int, depth: int = DEPTH) -> jax.Array:
+    """The row indices of the elements of :func:`strided` columns: columns [..., m] (indices
+    into ``n_columns``) -> [..., depth, m], element ``i * n_columns + j`` at [i, j]."""
+    return jnp.arange(depth, dtype=jnp.int32)[:, None] * n_columns + columns[..., None, :]
+
+
 def column_maxima(view: jax.Array) -> jax.Array:
     """view [..., depth, columns] (:func:`strided`) -> [..., columns], each column's maximum. The
     barrier keeps XLA from fusing a maximum taken over these into one reduction over the row."""
