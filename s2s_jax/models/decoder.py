@@ -177,10 +177,24 @@ class Decoder(nn.Module):
         (:func:`s2s_jax.models.generator.softmax_cross_entropy`)."""
         return self.generator(out, labels, label_smoothing)
 
+    def step_features(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
+                      train: bool = False) -> tuple[jax.Array, DecoderState]:
+        """tokens [batch] -> (the generator's input [batch, out_dim], new state)."""
+        emb, emb_proj = self.embed_tokens(tokens, train)
+        return self.step(enc, state, emb, emb_proj, train)
+
     def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
                     train: bool = False, normalize: bool = True) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (log-probabilities [batch, vocab] (``normalize=False``: the logits),
         new state)."""
-        emb, emb_proj = self.embed_tokens(tokens, train)
-        out, state = self.step(enc, state, emb, emb_proj, train)
+        out, state = self.step_features(enc, state, tokens, train)
         return self.generate(out, normalize), state
+
+
+def context_columns(cfg: ModelConfig) -> int | None:
+    """Where the attention context starts in the generator's input ``[h; c; emb]`` when the
+    vocabulary layer reads that input directly (the Bahdanau arrangement, no maxout layer, no tied
+    projection), so the logits are linear in the context
+    (:class:`~s2s_jax.models.generator.ContextTerms`); None for every other arrangement."""
+    linear = cfg.attention != "none" and cfg.attention_style == "bahdanau"
+    return cfg.hidden_size if linear and not cfg.maxout_units and not cfg.tie_embeddings else None

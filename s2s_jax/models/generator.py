@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from s2s_jax.models.matmul import Dense, dot, dot_tn
 
@@ -190,3 +191,47 @@ class Generator(nn.Module):
         terms = softmax_cross_entropy(x.reshape(-1, x.shape[-1]), kernel, bias, labels.reshape(-1),
                                       label_smoothing, jnp.dtype(self.dtype))
         return tuple(t.reshape(labels.shape) for t in terms)
+
+
+@struct.dataclass
+class ContextTerms:
+    """The vocabulary layer's logits ``W x + b`` for inputs x [rows, dim] whose columns
+    ``start:start + enc_dim`` hold an attention context ``c = sum_s a_s m_s``, with the context's
+    share ``W_c c`` read off the memory: ``W_c c = sum_s a_s (W_c m_s)``, the readout of Bahdanau
+    et al. (2015, appendix A.2.2, ``C_o c_i``) with ``c_i`` of their eq. 5, reassociated.
+
+    ``terms`` [batch, src_len, vocab] holds every memory position's ``W_c m_s``, computed once per
+    sentence (:meth:`of`). A step then multiplies only the other columns of x, and adds its attention
+    weights times ``terms``. When ``group`` rows read each sentence (the beams of beam search) and
+    src_len is about the output length, the context's columns cost about a ``group``-th of the
+    direct product (BENCHMARKS.md, "The context's logits from the memory"); for one row per
+    sentence the two cost alike. Equal to the direct logits to rounding.
+
+    kernel: [vocab, dim - enc_dim], the columns of the other parts; bias: [vocab].
+    """
+
+    kernel: jax.Array
+    bias: jax.Array
+    terms: jax.Array
+    start: int = struct.field(pytree_node=False)
+    width: int = struct.field(pytree_node=False)
+    dtype: Any = struct.field(pytree_node=False)
+
+    @classmethod
+    def of(cls, kernel: jax.Array, bias: jax.Array, memory: jax.Array, start: int, dtype: Any) -> ContextTerms:
+        """kernel [vocab, dim], bias [vocab] (:class:`VocabularyLayer`), memory [batch, src_len, enc_dim]
+        read by the columns ``start:start + enc_dim``; products in ``dtype``."""
+        width = memory.shape[-1]
+        context = kernel[:, start:start + width]
+        rest = jnp.concatenate([kernel[:, :start], kernel[:, start + width:]], axis=1)
+        return cls(kernel=rest.astype(dtype), bias=bias, terms=dot(memory, context, dtype, transpose_w=True),
+                   start=start, width=width, dtype=dtype)
+
+    def logits(self, x: jax.Array, weights: jax.Array) -> jax.Array:
+        """x [rows, dim] with rows = batch * group, weights [rows, src_len] the attention weights that
+        made x's context (row r reads sentence r // group) -> logits [rows, vocab] float32."""
+        batch, src_len, vocab = self.terms.shape
+        group = x.shape[0] // batch
+        rest = jnp.concatenate([x[:, :self.start], x[:, self.start + self.width:]], axis=-1)
+        context = jnp.einsum("bgs,bsv->bgv", weights.reshape(batch, group, src_len), self.terms)
+        return dot(rest, self.kernel, self.dtype, transpose_w=True) + context.reshape(-1, vocab) + self.bias

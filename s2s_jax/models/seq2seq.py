@@ -17,8 +17,9 @@ import jax.numpy as jnp
 from s2s_jax.config import ModelConfig
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.bridge import Bridge
-from s2s_jax.models.decoder import Decoder, DecoderState
+from s2s_jax.models.decoder import Decoder, DecoderState, context_columns
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
+from s2s_jax.models.generator import ContextTerms, log_softmax
 from s2s_jax.models.scheduled_sampling import choose_inputs
 from s2s_jax.precision import compute_dtype
 
@@ -60,6 +61,12 @@ class Seq2Seq(nn.Module):
         gives the logits instead: what an argmax or a sample needs, without the log-softmax's
         pass over the vocabulary."""
         return self.decoder.step_tokens(enc, state, tokens, train, normalize)
+
+    def step_features(self, enc: EncoderOutput, state: DecoderState,
+                      tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
+        """tokens [batch] -> (the generator's input [batch, out_dim], new state): :meth:`step`
+        without the generator."""
+        return self.decoder.step_features(enc, state, tokens)
 
     def teacher_forced(self, src: jax.Array, tgt_in: jax.Array, train: bool = False) -> jax.Array:
         """The generator inputs [batch, tgt_len, out_dim] of every step, fed the gold tokens;
@@ -155,7 +162,10 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     ``repeat`` > 1 repeats every sentence's decoder state, final encoder state and context
     vector that many times along the batch (the beams of beam search); its memory, attention
     keys and mask stay one per sentence, which the attention reads for each group of ``repeat``
-    rows (:class:`~s2s_jax.models.attention.Attention`).
+    rows (:class:`~s2s_jax.models.attention.Attention`). Where the logits are linear in the
+    attention context (:func:`~s2s_jax.models.decoder.context_columns`), the context's share of
+    the logits is then read off the memory (:class:`~s2s_jax.models.generator.ContextTerms`),
+    once per sentence rather than once per row.
     """
     variables = {"params": params}
     enc = model.apply(variables, src, method=Seq2Seq.encode)
@@ -164,8 +174,17 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
         rows = functools.partial(jax.tree_util.tree_map, lambda x: jnp.repeat(x, repeat, axis=0))
         state = rows(state)
         enc = enc.replace(final=rows(enc.final), context=rows(enc.context))
+    start = context_columns(model.cfg)
+    terms = None
+    if repeat > 1 and start is not None:
+        output = params["decoder"]["generator"]["output"]
+        terms = ContextTerms.of(output["kernel"], output["bias"], enc.memory, start, compute_dtype(model.cfg.dtype))
 
     def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
-        return model.apply(variables, enc, state, tokens, normalize=normalize, method=Seq2Seq.step)
+        if terms is None:
+            return model.apply(variables, enc, state, tokens, normalize=normalize, method=Seq2Seq.step)
+        features, state = model.apply(variables, enc, state, tokens, method=Seq2Seq.step_features)
+        logits = terms.logits(features, state.attention)
+        return (log_softmax(logits) if normalize else logits), state
 
     return state, step, enc

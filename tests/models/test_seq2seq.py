@@ -12,6 +12,7 @@ import pytest
 
 import s2s_jax as s2s
 from s2s_jax.errors import ConfigError
+from s2s_jax.models.decoder import context_columns
 from s2s_jax.models.encoder import reverse_rows
 from s2s_jax.models.seq2seq import Seq2Seq, decoding_params, init_decoder
 from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
@@ -149,6 +150,39 @@ def test_unnormalised_step_gives_the_logits_of_the_log_probs(name):
         np.testing.assert_allclose(jax.nn.log_softmax(logits, axis=-1), log_probs, atol=1e-5)
         np.testing.assert_array_equal(np.argmax(logits, -1), np.argmax(log_probs, -1))
         jax.tree_util.tree_map(np.testing.assert_array_equal, raw_state, state)
+
+
+def test_context_columns_only_where_the_logits_are_linear_in_the_context():
+    bahdanau = VARIANTS["lstm-bi-general-bahdanau-2layer"]
+    assert context_columns(tiny_model(**bahdanau)) == 16
+    assert context_columns(tiny_model(**bahdanau, tie_embeddings=True)) is None
+    for name in ("gru-bi-additive-bahdanau-maxout", "rnn-bi-general-luong-feed", "gru-context-every-step",
+                 "lstm-2layer-plain"):
+        assert context_columns(tiny_model(**VARIANTS[name])) is None
+
+
+@pytest.mark.parametrize("dtype,atol", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_beams_read_the_contexts_logits_off_the_memory(dtype, atol):
+    """With rows repeated per sentence (beams), a Bahdanau decoder takes the context's share of the
+    logits from the memory (ContextTerms): the same logits, step after step, as the direct product on
+    a batch that repeats the sentences. In bfloat16 the two round different operands (the context,
+    or each memory position)."""
+    cfg = tiny_model(**VARIANTS["lstm-bi-general-bahdanau-2layer"], dtype=dtype)
+    b = random_batch(3, 6, 5, seed=4)
+    model, params = _init(cfg, b)
+    k = 3
+    state, step, _ = init_decoder(model, params, b["src"], repeat=k, normalize=False)
+    ref_state, ref_step, _ = init_decoder(model, params, np.repeat(b["src"], k, axis=0), normalize=False)
+    log_state, log_step, _ = init_decoder(model, params, b["src"], repeat=k)
+    tokens = np.repeat(b["tgt"][:, 0], k)
+    for _ in range(4):
+        logits, state = step(state, tokens)
+        ref, ref_state = ref_step(ref_state, tokens)
+        log_probs, log_state = log_step(log_state, tokens)
+        assert float(jnp.max(jnp.abs(ref))) > 0.1
+        np.testing.assert_allclose(logits, ref, atol=atol)
+        np.testing.assert_allclose(log_probs, jax.nn.log_softmax(logits, axis=-1), atol=1e-5)
+        tokens = np.asarray(jnp.argmax(ref, -1))
 
 
 def test_tied_embeddings_share_the_target_embedding():
