@@ -29,6 +29,15 @@ from s2s_jax.models.matmul import Dense
 _MASKED = -1e9  # finite, so a row of PAD gives no NaN
 
 
+def weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
+    """weights [rows, src_len] with rows = batch * group, values [batch, src_len, d] -> [rows, d]
+    float32: row r's weighted sum of sentence r // group's values."""
+    batch, src_len = values.shape[:2]
+    group = weights.shape[0] // batch
+    summed = jnp.einsum("bgs,bsd->bgd", weights.reshape(batch, group, src_len), values.astype(jnp.float32))
+    return summed.reshape(weights.shape[0], -1)
+
+
 @jax.checkpoint
 def additive_scores(keys: jax.Array, q: jax.Array, v: jax.Array) -> jax.Array:
     """v . tanh(k_s + q): keys [batch, src_len, hidden], q [batch, group, hidden], v [hidden, 1]
@@ -77,6 +86,5 @@ class Attention(nn.Module):
         else:
             scores = jnp.einsum("bsh,bgh->bgs", keys.astype(f32), query.reshape(batch, group, -1).astype(f32))
         scores = jnp.where(mask[:, None], scores, _MASKED)
-        weights = jax.nn.softmax(scores, axis=-1) * mask[:, None]
-        context = jnp.einsum("bgs,bsd->bgd", weights, memory.astype(f32))
-        return context.reshape(batch * group, -1), weights.reshape(batch * group, src_len)
+        weights = (jax.nn.softmax(scores, axis=-1) * mask[:, None]).reshape(batch * group, src_len)
+        return weighted_sum(weights, memory), weights

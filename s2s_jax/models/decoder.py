@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from s2s_jax.config import ModelConfig
-from s2s_jax.models.attention import Attention
+from s2s_jax.models.attention import Attention, weighted_sum
 from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentCell, add_gates
 from s2s_jax.models.encoder import EncoderOutput, run_layer
 from s2s_jax.models.generator import Generator
@@ -78,7 +78,7 @@ class Decoder(nn.Module):
     @property
     def reads_context_before_cell(self) -> bool:
         cfg = self.cfg
-        return cfg.context_every_step or (cfg.attention != "none" and cfg.attention_style == "bahdanau")
+        return cfg.context_every_step or is_bahdanau(cfg)
 
     def attention_keys(self, memory: jax.Array) -> jax.Array:
         if self.cfg.attention == "none":
@@ -110,10 +110,12 @@ class Decoder(nn.Module):
         weights = state.attention
         if cfg.context_every_step:
             context = enc.context
-        elif cfg.attention != "none" and cfg.attention_style == "bahdanau":
+        elif is_bahdanau(cfg):
             query = self.cells[-1].output(state.cells[-1])
             context, weights = self.attention(query, enc.keys, enc.memory, enc.mask)
-        if context is not None:
+        if enc.context_gates is not None:  # W_ctx c = sum_s a_s (W_ctx m_s), read off the memory's
+            x_proj = add_gates(x_proj, tuple(weighted_sum(weights, g) for g in enc.context_gates))
+        elif context is not None:
             x_proj = add_gates(x_proj, self.context_input(context))
         if cfg.input_feeding:
             x_proj = add_gates(x_proj, self.feed_input(state.feed.astype(emb.dtype)))
@@ -177,6 +179,11 @@ class Decoder(nn.Module):
         (:func:`s2s_jax.models.generator.softmax_cross_entropy`)."""
         return self.generator(out, labels, label_smoothing)
 
+    def context_gates(self, memory: jax.Array) -> tuple[jax.Array, ...]:
+        """memory [batch, src_len, enc_dim] -> per gate [batch, src_len, hidden]: the cell input's
+        projection of every memory position (Bahdanau arrangement), for ``EncoderOutput.context_gates``."""
+        return self.context_input(memory)
+
     def step_features(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
                       train: bool = False) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (the generator's input [batch, out_dim], new state)."""
@@ -191,10 +198,16 @@ class Decoder(nn.Module):
         return self.generate(out, normalize), state
 
 
+def is_bahdanau(cfg: ModelConfig) -> bool:
+    """The attention context joins the cell input (Bahdanau et al. 2015, eq. 4) and the
+    generator's input ``[h; c; emb]``."""
+    return cfg.attention != "none" and cfg.attention_style == "bahdanau"
+
+
 def context_columns(cfg: ModelConfig) -> int | None:
     """Where the attention context starts in the generator's input ``[h; c; emb]`` when the
     vocabulary layer reads that input directly (the Bahdanau arrangement, no maxout layer, no tied
     projection), so the logits are linear in the context
     (:class:`~s2s_jax.models.generator.ContextTerms`); None for every other arrangement."""
-    linear = cfg.attention != "none" and cfg.attention_style == "bahdanau"
-    return cfg.hidden_size if linear and not cfg.maxout_units and not cfg.tie_embeddings else None
+    linear = is_bahdanau(cfg) and not cfg.maxout_units and not cfg.tie_embeddings
+    return cfg.hidden_size if linear else None

@@ -26,13 +26,16 @@ class EncoderOutput:
     with the source tokens; ``keys``: attention keys of ``memory`` computed once per
     sentence; ``mask``: [batch, src_len] real tokens; ``final``: per layer, the
     final carry (directions concatenated); ``context``: [batch, enc_dim] the top
-    layer's final hidden state, the context vector."""
+    layer's final hidden state, the context vector; ``context_gates``: per gate [batch, src_len,
+    hidden], the decoder's projection of every memory position into its cell input, where decoding
+    has computed it (:func:`~s2s_jax.models.seq2seq.init_decoder`), else None."""
 
     memory: jax.Array
     keys: jax.Array
     mask: jax.Array
     final: tuple[Carry, ...]
     context: jax.Array
+    context_gates: tuple[jax.Array, ...] | None = None
 
 
 def reverse_rows(x: jax.Array, lengths: jax.Array) -> jax.Array:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from s2s_jax.models.attention import weighted_sum
 from s2s_jax.models.matmul import Dense, dot, dot_tn
 
 # Rows of the strided view of a vocabulary row (:func:`strided`) that the reductions over it take
@@ -230,8 +231,5 @@ class ContextTerms:
     def logits(self, x: jax.Array, weights: jax.Array) -> jax.Array:
         """x [rows, dim] with rows = batch * group, weights [rows, src_len] the attention weights that
         made x's context (row r reads sentence r // group) -> logits [rows, vocab] float32."""
-        batch, src_len, vocab = self.terms.shape
-        group = x.shape[0] // batch
         rest = jnp.concatenate([x[:, :self.start], x[:, self.start + self.width:]], axis=-1)
-        context = jnp.einsum("bgs,bsv->bgv", weights.reshape(batch, group, src_len), self.terms)
-        return dot(rest, self.kernel, self.dtype, transpose_w=True) + context.reshape(-1, vocab) + self.bias
+        return dot(rest, self.kernel, self.dtype, transpose_w=True) + weighted_sum(weights, self.terms) + self.bias

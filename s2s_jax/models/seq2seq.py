@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from s2s_jax.config import ModelConfig
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.bridge import Bridge
-from s2s_jax.models.decoder import Decoder, DecoderState, context_columns
+from s2s_jax.models.decoder import Decoder, DecoderState, context_columns, is_bahdanau
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
 from s2s_jax.models.generator import ContextTerms, log_softmax
 from s2s_jax.models.scheduled_sampling import choose_inputs
@@ -61,6 +61,10 @@ class Seq2Seq(nn.Module):
         gives the logits instead: what an argmax or a sample needs, without the log-softmax's
         pass over the vocabulary."""
         return self.decoder.step_tokens(enc, state, tokens, train, normalize)
+
+    def context_gates(self, memory: jax.Array) -> tuple[jax.Array, ...]:
+        """memory [batch, src_len, enc_dim] -> the decoder's ``EncoderOutput.context_gates``."""
+        return self.decoder.context_gates(memory)
 
     def step_features(self, enc: EncoderOutput, state: DecoderState,
                       tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
@@ -162,10 +166,12 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     ``repeat`` > 1 repeats every sentence's decoder state, final encoder state and context
     vector that many times along the batch (the beams of beam search); its memory, attention
     keys and mask stay one per sentence, which the attention reads for each group of ``repeat``
-    rows (:class:`~s2s_jax.models.attention.Attention`). Where the logits are linear in the
-    attention context (:func:`~s2s_jax.models.decoder.context_columns`), the context's share of
-    the logits is then read off the memory (:class:`~s2s_jax.models.generator.ContextTerms`),
-    once per sentence rather than once per row.
+    rows (:class:`~s2s_jax.models.attention.Attention`). A Bahdanau decoder's cell input and
+    logits are linear in its attention context ``c = sum_s a_s m_s``, so their products with it
+    are then read off the memory's, computed once per sentence rather than once per row: the cell
+    input's (``EncoderOutput.context_gates``) and, where the vocabulary layer reads ``c`` directly
+    (:func:`~s2s_jax.models.decoder.context_columns`), the logits'
+    (:class:`~s2s_jax.models.generator.ContextTerms`).
     """
     variables = {"params": params}
     enc = model.apply(variables, src, method=Seq2Seq.encode)
@@ -174,6 +180,8 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
         rows = functools.partial(jax.tree_util.tree_map, lambda x: jnp.repeat(x, repeat, axis=0))
         state = rows(state)
         enc = enc.replace(final=rows(enc.final), context=rows(enc.context))
+    if repeat > 1 and is_bahdanau(model.cfg):
+        enc = enc.replace(context_gates=model.apply(variables, enc.memory, method=Seq2Seq.context_gates))
     start = context_columns(model.cfg)
     terms = None
     if repeat > 1 and start is not None:

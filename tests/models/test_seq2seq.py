@@ -161,18 +161,22 @@ def test_context_columns_only_where_the_logits_are_linear_in_the_context():
         assert context_columns(tiny_model(**VARIANTS[name])) is None
 
 
+@pytest.mark.parametrize("name", ["lstm-bi-general-bahdanau-2layer", "gru-bi-additive-bahdanau-maxout"])
 @pytest.mark.parametrize("dtype,atol", [("float32", 1e-5), ("bfloat16", 2e-2)])
-def test_beams_read_the_contexts_logits_off_the_memory(dtype, atol):
-    """With rows repeated per sentence (beams), a Bahdanau decoder takes the context's share of the
-    logits from the memory (ContextTerms): the same logits, step after step, as the direct product on
-    a batch that repeats the sentences. In bfloat16 the two round different operands (the context,
-    or each memory position)."""
-    cfg = tiny_model(**VARIANTS["lstm-bi-general-bahdanau-2layer"], dtype=dtype)
+def test_beams_read_their_context_products_off_the_memory(name, dtype, atol):
+    """With rows repeated per sentence (beams), a Bahdanau decoder takes its cell input's product
+    with the attention context from the memory's (EncoderOutput.context_gates), and, without a maxout
+    layer, the context's share of the logits too (ContextTerms): the same logits, step after step,
+    as the direct products on a batch that repeats the sentences. In bfloat16 the two round
+    different operands (the context, or each memory position)."""
+    cfg = tiny_model(**VARIANTS[name], dtype=dtype)
     b = random_batch(3, 6, 5, seed=4)
     model, params = _init(cfg, b)
     k = 3
-    state, step, _ = init_decoder(model, params, b["src"], repeat=k, normalize=False)
-    ref_state, ref_step, _ = init_decoder(model, params, np.repeat(b["src"], k, axis=0), normalize=False)
+    state, step, enc = init_decoder(model, params, b["src"], repeat=k, normalize=False)
+    assert [g.shape for g in enc.context_gates] == [(3, 6, 16)] * len(enc.context_gates)
+    ref_state, ref_step, ref_enc = init_decoder(model, params, np.repeat(b["src"], k, axis=0), normalize=False)
+    assert ref_enc.context_gates is None
     log_state, log_step, _ = init_decoder(model, params, b["src"], repeat=k)
     tokens = np.repeat(b["tgt"][:, 0], k)
     for _ in range(4):
