@@ -133,6 +133,12 @@ class Seq2Seq(nn.Module):
 
 StepFn = Callable[[DecoderState, jax.Array], tuple[jax.Array, DecoderState]]
 
+# The memory's products (init_decoder) hold src_len rows per sentence where a step's logits hold
+# ``repeat``: they are taken up to this many times the step's rows, which bounds their memory. Their
+# cost per step is a weighted read of src_len rows against ``repeat`` products with the context, far
+# below the direct products at this bound (BENCHMARKS.md, "The context's logits from the memory").
+MEMORY_ROWS_PER_REPEAT = 8
+
 
 def decoding_params(model: Seq2Seq, params):
     """``params`` with the matrix-product weights already in the model's compute dtype, for
@@ -171,7 +177,8 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     are then read off the memory's, computed once per sentence rather than once per row: the cell
     input's (``EncoderOutput.context_gates``) and, where the vocabulary layer reads ``c`` directly
     (:func:`~s2s_jax.models.decoder.context_columns`), the logits'
-    (:class:`~s2s_jax.models.generator.ContextTerms`).
+    (:class:`~s2s_jax.models.generator.ContextTerms`). That holds up to src_len =
+    ``MEMORY_ROWS_PER_REPEAT * repeat``; longer sources take the direct products.
     """
     variables = {"params": params}
     enc = model.apply(variables, src, method=Seq2Seq.encode)
@@ -180,11 +187,12 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
         rows = functools.partial(jax.tree_util.tree_map, lambda x: jnp.repeat(x, repeat, axis=0))
         state = rows(state)
         enc = enc.replace(final=rows(enc.final), context=rows(enc.context))
-    if repeat > 1 and is_bahdanau(model.cfg):
+    reads_memory = repeat > 1 and is_bahdanau(model.cfg) and src.shape[1] <= MEMORY_ROWS_PER_REPEAT * repeat
+    if reads_memory:
         enc = enc.replace(context_gates=model.apply(variables, enc.memory, method=Seq2Seq.context_gates))
     start = context_columns(model.cfg)
     terms = None
-    if repeat > 1 and start is not None:
+    if reads_memory and start is not None:
         output = params["decoder"]["generator"]["output"]
         terms = ContextTerms.of(output["kernel"], output["bias"], enc.memory, start, compute_dtype(model.cfg.dtype))
 

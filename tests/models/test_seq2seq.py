@@ -178,6 +178,8 @@ def test_beams_read_their_context_products_off_the_memory(name, dtype, atol):
     ref_state, ref_step, ref_enc = init_decoder(model, params, np.repeat(b["src"], k, axis=0), normalize=False)
     assert ref_enc.context_gates is None
     log_state, log_step, _ = init_decoder(model, params, b["src"], repeat=k)
+    long_src = np.tile(b["src"], (1, 5))  # 30 > 8 * k rows per sentence: the direct products
+    assert init_decoder(model, params, long_src, repeat=k)[2].context_gates is None
     tokens = np.repeat(b["tgt"][:, 0], k)
     for _ in range(4):
         logits, state = step(state, tokens)
