@@ -31,8 +31,9 @@ from s2s_jax.models.matmul import dot, dot_tn
 
 
 def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Array, m: jax.Array, res):
-    """Gradient of one step: (d previous carry, gate gradients of the input projection,
-    gate gradients of the recurrent projection), all [batch, hidden]."""
+    """Gradient of one step: (d previous carry, gate gradients of the input projection, the
+    GRU's candidate gradient after its reset gate (None for other cells)), all [batch, hidden].
+    The recurrent projection's gate gradients are :func:`_recurrent_gate_grads` of the last two."""
     keep = m[:, None].astype(dy.dtype)
     if kind == "gru":
         h_prev, r, z, n, hn = res
@@ -41,8 +42,7 @@ def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Arr
         da_n = dn * (1.0 - n * n)
         da_z = dh * (h_prev - n) * z * (1.0 - z)
         da_r = da_n * hn * r * (1.0 - r)
-        dhn = da_n * r
-        d_rec = (da_r, da_z, dhn)
+        d_hn = da_n * r
         d_in = (da_r, da_z, da_n)
         d_prev = (d_carry + dy) * (1.0 - keep) + dh * z
     elif kind == "lstm":
@@ -52,17 +52,25 @@ def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Arr
         dc = dc_next * keep + dh * o * (1.0 - tc * tc)
         d_in = (dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g),
                 dh * tc * o * (1.0 - o))
-        d_rec = d_in
+        d_hn = None
         d_prev_c = dc_next * (1.0 - keep) + dc * f
         d_prev = (d_prev_c, (dh_next + dy) * (1.0 - keep))
     else:
         h_prev, h_new = res
         dh = (d_carry + dy) * keep
-        d_in = d_rec = (dh * (1.0 - h_new * h_new),)
+        d_in, d_hn = (dh * (1.0 - h_new * h_new),), None
         d_prev = (d_carry + dy) * (1.0 - keep)
+    d_rec = _recurrent_gate_grads(d_in, d_hn)
     d_h_prev = sum(dot(d, k, dtype, transpose_w=True) for d, k in zip(d_rec, kernels, strict=True))
     d_prev = (d_prev[0], d_prev[1] + d_h_prev) if kind == "lstm" else d_prev + d_h_prev
-    return d_prev, d_in, d_rec
+    return d_prev, d_in, d_hn
+
+
+def _recurrent_gate_grads(d_in: Gates, d_hn: jax.Array | None) -> Gates:
+    """The recurrent projection's gate gradients: the input projection's, but for the GRU's
+    candidate, which its reset gate scales (``r * h_n``). Only that one is a loop output, so
+    the backward scan writes no copy of the others."""
+    return d_in if d_hn is None else (*d_in[:2], d_hn)
 
 
 def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32):
@@ -97,10 +105,11 @@ def _recurrence_bwd(kind, dtype, saved, grads):
 
     def body(d_carry, inputs):
         dy, m, r = inputs
-        d_carry, d_in, d_rec = _backward_step(kind, kernels_c, dtype, d_carry, dy, m, r)
-        return d_carry, (d_in, d_rec)
+        d_carry, d_in, d_hn = _backward_step(kind, kernels_c, dtype, d_carry, dy, m, r)
+        return d_carry, (d_in, d_hn)
 
-    d_carry0, (d_x, d_rec) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)
+    d_carry0, (d_x, d_hn) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)
+    d_rec = _recurrent_gate_grads(d_x, d_hn)
     h_prev = res[0]
     flat_h = h_prev.reshape(-1, h_prev.shape[-1])
     d_kernels = tuple(dot_tn(flat_h, d.reshape(-1, d.shape[-1]), dtype) for d in d_rec)
