@@ -94,6 +94,8 @@ def log_softmax(logits: jax.Array) -> jax.Array:
 def _smoothed_target_terms(logits, lse, labels, label_smoothing):
     label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
     nll = lse - label_logit
+    if not label_smoothing:  # a pass over the logits fewer
+        return nll, nll, label_logit
     loss = (1.0 - label_smoothing) * nll + label_smoothing * (lse - jnp.mean(logits, axis=-1))
     return loss, nll, label_logit
 
@@ -112,29 +114,35 @@ def softmax_cross_entropy(x: jax.Array, w: jax.Array, b: jax.Array, labels: jax.
 
 
 def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype):
-    logits = dot(x, w, dtype, transpose_w=True) + b
+    product = dot(x, w, dtype, transpose_w=True)
+    logits = product + b
     lse = jax.nn.logsumexp(logits, axis=-1)
     loss, nll, label_logit = _smoothed_target_terms(logits, lse, labels, label_smoothing)
     correct = (label_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
-    return (loss, nll, correct), (x, w, labels, logits, lse)
+    # The product, not the logits: every pass that reads it adds the bias itself, so the logits
+    # are never written out as an array of their own.
+    return (loss, nll, correct), (x, w, b, labels, product, lse)
 
 
 def _softmax_cross_entropy_bwd(label_smoothing, dtype, saved, grads):
-    x, w, labels, logits, lse = saved
+    x, w, b, labels, product, lse = saved
     g_loss, g_nll, _ = grads
-    vocab = logits.shape[-1]
+    vocab = product.shape[-1]
     # d loss / d logits = softmax - ((1 - eps) onehot + eps / vocab); d nll / d logits = softmax - onehot
     on_label = jnp.arange(vocab) == labels[:, None]
-    d = ((g_loss + g_nll)[:, None] * jnp.exp(logits - lse[:, None])
+    d = ((g_loss + g_nll)[:, None] * jnp.exp(product + b - lse[:, None])
          - jnp.where(on_label, ((1.0 - label_smoothing) * g_loss + g_nll)[:, None], 0.0)
          - (label_smoothing / vocab) * g_loss[:, None])
     low = d.astype(dtype)
     dx = dot(low, w, dtype).astype(x.dtype)
-    # dw = low^T @ x, computed as (x^T @ low)^T: dot_tn copies its transposed operand, and x
-    # [N, dim] is the smaller. The barrier keeps XLA from folding the transpose into the dot,
-    # whose transposed result no library kernel takes (BENCHMARKS.md).
-    dw = jax.lax.optimization_barrier(dot_tn(x, low, dtype)).T.astype(w.dtype)
-    return dx, dw, jnp.sum(d, axis=0), None
+    # [dw^T; db] = [x, 1]^T @ low in one product: the bias gradient, a sum over the rows of d, is
+    # the product's row of ones, so no pass over d reduces its columns (slow on XLA:CPU), and
+    # d is read once. (x^T @ low)^T rather than low^T @ x: dot_tn copies its transposed operand,
+    # and x [N, dim] is the smaller. The barrier keeps XLA from folding the transpose into the
+    # dot, whose transposed result no library kernel takes (BENCHMARKS.md).
+    ones = jnp.ones((x.shape[0], 1), x.dtype)
+    dwb = jax.lax.optimization_barrier(dot_tn(jnp.concatenate([x, ones], axis=1), low, dtype))
+    return dx, dwb[:-1].T.astype(w.dtype), dwb[-1].astype(b.dtype), None
 
 
 softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
