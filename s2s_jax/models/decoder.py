@@ -148,14 +148,15 @@ class Decoder(nn.Module):
 
     def forward_layers(self, enc: EncoderOutput, state: DecoderState, emb: jax.Array, emb_proj: Gates,
                        train: bool = False) -> jax.Array:
-        """Teacher-forced generator inputs [batch, time, out_dim] of an attention-free decoder:
-        what :meth:`step` gives at every step, with each layer's input projection done for
-        all steps in one matmul and its recurrence by :func:`run_layer`."""
+        """Teacher-forced generator inputs [time, batch, out_dim] of an attention-free decoder, from
+        time-major embeddings [time, batch, embed] and their projection: what :meth:`step` gives at
+        every step, with each layer's input projection done for all steps in one matmul and its
+        recurrence by :func:`run_layer`."""
         cfg = self.cfg
         x_proj = emb_proj
         if cfg.context_every_step:
             ctx = self.context_input(enc.context)
-            x_proj = tuple(x + c[:, None, :].astype(x.dtype) for x, c in zip(x_proj, ctx, strict=True))
+            x_proj = tuple(x + c[None].astype(x.dtype) for x, c in zip(x_proj, ctx, strict=True))
         mask = jnp.ones(emb.shape[:2], bool)
         h = None
         for i, cell in enumerate(self.cells):
@@ -164,7 +165,7 @@ class Decoder(nn.Module):
             _, h = run_layer(cell, x_proj, mask, state.cells[i])
         out = h
         if cfg.context_every_step:
-            context = jnp.broadcast_to(enc.context[:, None, :], emb.shape[:2] + enc.context.shape[-1:])
+            context = jnp.broadcast_to(enc.context[None], emb.shape[:2] + enc.context.shape[-1:])
             out = jnp.concatenate([h.astype(emb.dtype), context.astype(emb.dtype), emb], axis=-1)
         return self.dropout(out, deterministic=not train)
 

@@ -38,23 +38,26 @@ class EncoderOutput:
     context_gates: tuple[jax.Array, ...] | None = None
 
 
-def reverse_rows(x: jax.Array, lengths: jax.Array) -> jax.Array:
-    """Reverse the first ``lengths[b]`` positions of each row of ``x`` [batch, time, ...],
-    leaving padding in place. Its own inverse."""
-    t = jnp.arange(x.shape[1])[None, :]
-    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+def reverse_rows(x: jax.Array, lengths: jax.Array, time_axis: int = 1) -> jax.Array:
+    """Reverse the first ``lengths[b]`` positions of each row of ``x`` ([batch, time, ...], or
+    [time, batch, ...] with ``time_axis=0``), leaving padding in place. Its own inverse."""
+    t = jnp.arange(x.shape[time_axis])[None, :]
+    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [batch, time]
+    idx = idx.T if time_axis == 0 else idx
     idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
-    return jnp.take_along_axis(x, idx, axis=1)
+    return jnp.take_along_axis(x, idx, axis=time_axis)
 
 
 def run_layer(cell: RecurrentCell, x_proj: Gates, mask: jax.Array, carry0: Carry) -> tuple[Carry, jax.Array]:
-    """Run ``cell`` over time. x_proj: per gate [batch, time, hidden]; mask: [batch, time].
-    Returns the final carry and the outputs [batch, time, hidden] (zero at PAD)."""
+    """Run ``cell`` over time, time-major. x_proj: per gate [time, batch, hidden]; mask:
+    [time, batch]. Returns the final carry and the outputs [time, batch, hidden] (zero at PAD).
+
+    Time-major because the loop steps over the leading axis: a layer projected from a time-major
+    input, and its outputs read by the next layer, need no [batch, time] <-> [time, batch] copies
+    of each gate's projection and gradient (BENCHMARKS.md, "Time-major layers")."""
     kernels, biases = cell.weights()
-    time_major = tuple(jnp.swapaxes(x, 0, 1) for x in x_proj)
-    carry, ys = recurrence(cell.kind, kernels, biases, time_major, jnp.swapaxes(mask, 0, 1), carry0,
-                           jnp.dtype(cell.dtype).name)
-    return carry, jnp.swapaxes(ys, 0, 1) * mask[..., None]
+    carry, ys = recurrence(cell.kind, kernels, biases, x_proj, mask, carry0, jnp.dtype(cell.dtype).name)
+    return carry, ys * mask[..., None]
 
 
 class Encoder(nn.Module):
@@ -71,24 +74,27 @@ class Encoder(nn.Module):
             src = reverse_rows(src, lengths)
         drop = nn.Dropout(cfg.dropout, deterministic=not train)
         # Looked up in float32: a bfloat16 copy of the table would sum its gradient in bfloat16.
-        x = drop(nn.Embed(cfg.src_vocab_size, cfg.embed_dim, name="embed")(src))
+        # Time-major from the token ids on (run_layer); the memory is made batch-major once, at the end.
+        x = drop(nn.Embed(cfg.src_vocab_size, cfg.embed_dim, name="embed")(src.T))
+        mask_tm = mask.T
         finals = []
         for layer in range(cfg.num_layers):
             outputs, carries = [], []
             for direction in ("fwd", "bwd") if cfg.bidirectional else ("fwd",):
-                inp = x if direction == "fwd" else reverse_rows(x, lengths)
+                inp = x if direction == "fwd" else reverse_rows(x, lengths, time_axis=0)
                 name = f"layer{layer}_{direction}"
                 x_proj = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
                 cell = RecurrentCell(cfg.cell, cfg.hidden_size, dtype=dtype, forget_bias=cfg.forget_bias, name=name)
-                carry, y = run_layer(cell, x_proj, mask, cell.initial_carry(src.shape[0]))
-                outputs.append(y if direction == "fwd" else reverse_rows(y, lengths))
+                carry, y = run_layer(cell, x_proj, mask_tm, cell.initial_carry(src.shape[0]))
+                outputs.append(y if direction == "fwd" else reverse_rows(y, lengths, time_axis=0))
                 carries.append(carry)
             x = jnp.concatenate(outputs, axis=-1)
             if layer < cfg.num_layers - 1:
                 x = drop(x)
             finals.append(jax.tree_util.tree_map(lambda *c: jnp.concatenate(c, axis=-1), *carries))
         if cfg.reverse_source:  # realign the outputs with the source tokens as given
-            x = reverse_rows(x, lengths)
+            x = reverse_rows(x, lengths, time_axis=0)
+        x = jnp.swapaxes(x, 0, 1)
         return x, mask, tuple(finals)
 
 

@@ -25,6 +25,7 @@ from s2s_jax.precision import compute_dtype
 
 _SCAN = dict(variable_broadcast="params", split_rngs={"params": False, "dropout": True, "sampling": True},
              in_axes=(nn.broadcast, 1), out_axes=1)
+_SCAN_TIME_MAJOR = _SCAN | dict(in_axes=(nn.broadcast, 0), out_axes=0)
 
 
 def _is_teacher_forcing(prob: float | jax.Array) -> bool:
@@ -75,9 +76,14 @@ class Seq2Seq(nn.Module):
     def teacher_forced(self, src: jax.Array, tgt_in: jax.Array, train: bool = False) -> jax.Array:
         """The generator inputs [batch, tgt_len, out_dim] of every step, fed the gold tokens;
         attention weights [batch, tgt_len, src_len] are sown as ``intermediates/attention``."""
+        return jnp.swapaxes(self.teacher_forced_time_major(src, tgt_in, train), 0, 1)
+
+    def teacher_forced_time_major(self, src: jax.Array, tgt_in: jax.Array, train: bool = False) -> jax.Array:
+        """:meth:`teacher_forced`, time-major: [tgt_len, batch, out_dim]. The decoder runs time-major
+        from the token ids on, so no step's inputs or outputs are transposed."""
         enc = self.encode(src, train)
         state = self.initial_state(enc)
-        emb, emb_proj = self.decoder.embed_tokens(tgt_in, train)
+        emb, emb_proj = self.decoder.embed_tokens(tgt_in.T, train)
         if self.decoder.layerwise:
             outs = self.decoder.forward_layers(enc, state, emb, emb_proj, train)
             attention = jnp.zeros((*tgt_in.shape, 0), jnp.float32)
@@ -87,7 +93,8 @@ class Seq2Seq(nn.Module):
                 return carry, (out, carry.attention)
 
             body = nn.remat(body) if self.cfg.remat else body
-            _, (outs, attention) = nn.scan(body, **_SCAN)(self.decoder, state, enc, (emb, emb_proj))
+            _, (outs, attention) = nn.scan(body, **_SCAN_TIME_MAJOR)(self.decoder, state, enc, (emb, emb_proj))
+            attention = jnp.swapaxes(attention, 0, 1)
         self.sow("intermediates", "attention", attention)
         return outs
 
@@ -96,7 +103,9 @@ class Seq2Seq(nn.Module):
         """Teacher-forced per-token (loss, nll, correct) [batch, tgt_len] for ``labels``
         [batch, tgt_len], straight from the logits: the log-probabilities :meth:`__call__`
         gives, without materialising them (:meth:`Decoder.token_losses`)."""
-        return self.decoder.token_losses(self.teacher_forced(src, tgt_in, train), labels, label_smoothing)
+        outs = self.teacher_forced_time_major(src, tgt_in, train)
+        terms = self.decoder.token_losses(outs, labels.T, label_smoothing)
+        return tuple(t.T for t in terms)
 
     def __call__(self, src: jax.Array, tgt_in: jax.Array, train: bool = False,
                  teacher_forcing_prob: float | jax.Array = 1.0, sampling_mode: str = "argmax") -> jax.Array:
