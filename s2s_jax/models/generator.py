@@ -119,8 +119,8 @@ def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype):
     lse = jax.nn.logsumexp(logits, axis=-1)
     loss, nll, label_logit = _smoothed_target_terms(logits, lse, labels, label_smoothing)
     correct = (label_logit >= jnp.max(logits, axis=-1)).astype(jnp.float32)
-    # The product, not the logits: every pass that reads it adds the bias itself, so the logits
-    # are never written out as an array of their own.
+    # The product, not the logits: the backward pass adds the bias where it reads them, in the
+    # one pass that computes d. (The forward pass's reductions still read a logits array.)
     return (loss, nll, correct), (x, w, b, labels, product, lse)
 
 
