@@ -92,10 +92,19 @@ class Decoder(nn.Module):
         attention = jnp.zeros((batch, src_len if cfg.attention != "none" else 0), jnp.float32)
         return DecoderState(cells=cells, feed=feed, attention=attention)
 
-    def embed_tokens(self, tokens: jax.Array, train: bool = False) -> tuple[jax.Array, Gates]:
-        """tokens [...] -> (embeddings [..., embed], first-layer input projection, per gate [..., hidden])."""
+    def embed_tokens(self, tokens: jax.Array, train: bool = False,
+                     token_gates: Gates | None = None) -> tuple[jax.Array, Gates]:
+        """tokens [...] -> (embeddings [..., embed], first-layer input projection, per gate [..., hidden]).
+        ``token_gates`` (:meth:`token_gates`, for decoding) gives the projection by looking it up."""
         emb = self.dropout(self.embed(tokens), deterministic=not train)
+        if token_gates is not None:
+            return emb, tuple(g[tokens] for g in token_gates)
         return emb, self.embed_input(emb)
+
+    def token_gates(self) -> Gates:
+        """Per gate [tgt_vocab, hidden]: the first layer's input projection of every token's
+        embedding, bias included, what :meth:`embed_tokens` computes for one token without dropout."""
+        return self.embed_input(self.embed.embedding)
 
     def step(self, enc: EncoderOutput, state: DecoderState, emb: jax.Array, emb_proj: Gates,
              train: bool = False) -> tuple[jax.Array, DecoderState]:
@@ -185,17 +194,17 @@ class Decoder(nn.Module):
         projection of every memory position (Bahdanau arrangement), for ``EncoderOutput.context_gates``."""
         return self.context_input(memory)
 
-    def step_features(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
-                      train: bool = False) -> tuple[jax.Array, DecoderState]:
+    def step_features(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array, train: bool = False,
+                      token_gates: Gates | None = None) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (the generator's input [batch, out_dim], new state)."""
-        emb, emb_proj = self.embed_tokens(tokens, train)
+        emb, emb_proj = self.embed_tokens(tokens, train, token_gates)
         return self.step(enc, state, emb, emb_proj, train)
 
-    def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
-                    train: bool = False, normalize: bool = True) -> tuple[jax.Array, DecoderState]:
+    def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array, train: bool = False,
+                    normalize: bool = True, token_gates: Gates | None = None) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (log-probabilities [batch, vocab] (``normalize=False``: the logits),
         new state)."""
-        out, state = self.step_features(enc, state, tokens, train)
+        out, state = self.step_features(enc, state, tokens, train, token_gates)
         return self.generate(out, normalize), state
 
 
@@ -209,6 +218,16 @@ def context_columns(cfg: ModelConfig) -> int | None:
     """Where the attention context starts in the generator's input ``[h; c; emb]`` when the
     vocabulary layer reads that input directly (the Bahdanau arrangement, no maxout layer, no tied
     projection), so the logits are linear in the context
-    (:class:`~s2s_jax.models.generator.ContextTerms`); None for every other arrangement."""
+    (:class:`~s2s_jax.models.generator.Readout`); None for every other arrangement."""
     linear = is_bahdanau(cfg) and not cfg.maxout_units and not cfg.tie_embeddings
     return cfg.hidden_size if linear else None
+
+
+def embedding_columns(cfg: ModelConfig) -> int | None:
+    """How many columns at the end of the generator's input ``[h; c; emb]`` hold the previous
+    token's embedding when the vocabulary layer reads that input directly (the Bahdanau and the
+    context-every-step arrangements, no maxout layer, no tied projection), so the logits' share of
+    it depends on the token alone (:class:`~s2s_jax.models.generator.Readout`); None otherwise."""
+    reads_embedding = is_bahdanau(cfg) or cfg.context_every_step
+    linear = reads_embedding and not cfg.maxout_units and not cfg.tie_embeddings
+    return cfg.embed_dim if linear else None

@@ -203,41 +203,76 @@ class Generator(nn.Module):
 
 
 @struct.dataclass
-class ContextTerms:
-    """The vocabulary layer's logits ``W x + b`` for inputs x [rows, dim] whose columns
-    ``start:start + enc_dim`` hold an attention context ``c = sum_s a_s m_s``, with the context's
-    share ``W_c c`` read off the memory: ``W_c c = sum_s a_s (W_c m_s)``, the readout of Bahdanau
-    et al. (2015, appendix A.2.2, ``C_o c_i``) with ``c_i`` of their eq. 5, reassociated.
+class Readout:
+    """A decoding step's logits ``W x + b`` (:class:`VocabularyLayer`) for generator inputs
+    x = [h; c; emb] [rows, dim] that the vocabulary layer reads directly (the Bahdanau and the
+    context-every-step arrangements), with the shares of some of x's columns computed ahead:
 
-    ``terms`` [batch, src_len, vocab] holds every memory position's ``W_c m_s``, computed once per
-    sentence (:meth:`of`). A step then multiplies only the other columns of x, and adds its attention
-    weights times ``terms``. When ``group`` rows read each sentence (the beams of beam search) and
-    src_len is about the output length, the context's columns cost about a ``group``-th of the
-    direct product (BENCHMARKS.md, "The context's logits from the memory"); for one row per
-    sentence the two cost alike. Equal to the direct logits to rounding.
+    - the attention context's (columns ``start:start + enc_dim``), read off the memory:
+      ``W_c c = sum_s a_s (W_c m_s)``, the readout of Bahdanau et al. (2015, appendix A.2.2,
+      ``C_o c_i``) with ``c_i`` of their eq. 5, reassociated. ``memory_terms`` [batch, src_len,
+      vocab] holds every memory position's ``W_c m_s``, computed once per sentence; a step adds its
+      attention weights times them. When ``group`` rows read each sentence (the beams of beam
+      search) and src_len is about the output length, this costs about a ``group``-th of the direct
+      product (BENCHMARKS.md, "The context's logits from the memory"); for one row per sentence the
+      two cost alike.
+    - the previous token's embedding's (the last columns): ``W_e E[y] = (E W_e^T)[y]``, a row of
+      ``token_terms`` [tgt_vocab, vocab] (:func:`token_logits`), computed once per parameters; a
+      step looks its tokens' rows up (BENCHMARKS.md, "Per-token tables").
 
-    kernel: [vocab, dim - enc_dim], the columns of the other parts; bias: [vocab].
+    A step multiplies only the other columns of x. Equal to the direct logits to rounding.
+
+    kernel: [vocab, kept columns]; bias: [vocab]; kept: the column ranges of x the kernel reads.
     """
 
     kernel: jax.Array
     bias: jax.Array
-    terms: jax.Array
-    start: int = struct.field(pytree_node=False)
-    width: int = struct.field(pytree_node=False)
+    memory_terms: jax.Array | None
+    token_terms: jax.Array | None
+    kept: tuple[tuple[int, int], ...] = struct.field(pytree_node=False)
     dtype: Any = struct.field(pytree_node=False)
 
     @classmethod
-    def of(cls, kernel: jax.Array, bias: jax.Array, memory: jax.Array, start: int, dtype: Any) -> ContextTerms:
-        """kernel [vocab, dim], bias [vocab] (:class:`VocabularyLayer`), memory [batch, src_len, enc_dim]
-        read by the columns ``start:start + enc_dim``; products in ``dtype``."""
-        width = memory.shape[-1]
-        context = kernel[:, start:start + width]
-        rest = jnp.concatenate([kernel[:, :start], kernel[:, start + width:]], axis=1)
-        return cls(kernel=rest.astype(dtype), bias=bias, terms=dot(memory, context, dtype, transpose_w=True),
-                   start=start, width=width, dtype=dtype)
+    def of(cls, kernel: jax.Array, bias: jax.Array, dtype: Any, *, memory: jax.Array | None = None,
+           context_start: int = 0, token_terms: jax.Array | None = None, embed_columns: int = 0) -> Readout:
+        """kernel [vocab, dim], bias [vocab] (:class:`VocabularyLayer`); memory [batch, src_len, enc_dim]
+        read by the columns ``context_start:context_start + enc_dim``, or None; token_terms
+        [tgt_vocab, vocab] for the last ``embed_columns`` columns, or None. Products in ``dtype``."""
+        dim = kernel.shape[1]
+        cut = []
+        memory_terms = None
+        if memory is not None:
+            end = context_start + memory.shape[-1]
+            memory_terms = dot(memory, kernel[:, context_start:end], dtype, transpose_w=True)
+            cut.append((context_start, end))
+        if token_terms is not None:
+            cut.append((dim - embed_columns, dim))
+        kept, begin = [], 0
+        for a, b in sorted(cut):
+            if a > begin:
+                kept.append((begin, a))
+            begin = b
+        if begin < dim:
+            kept.append((begin, dim))
+        rest = jnp.concatenate([kernel[:, a:b] for a, b in kept], axis=1)
+        return cls(kernel=rest.astype(dtype), bias=bias, memory_terms=memory_terms, token_terms=token_terms,
+                   kept=tuple(kept), dtype=dtype)
 
-    def logits(self, x: jax.Array, weights: jax.Array) -> jax.Array:
+    def logits(self, x: jax.Array, weights: jax.Array, tokens: jax.Array) -> jax.Array:
         """x [rows, dim] with rows = batch * group, weights [rows, src_len] the attention weights that
-        made x's context (row r reads sentence r // group) -> logits [rows, vocab] float32."""
-        rest = jnp.concatenate([x[:, :self.start], x[:, self.start + self.width:]], axis=-1)
-        return dot(rest, self.kernel, self.dtype, transpose_w=True) + weighted_sum(weights, self.terms) + self.bias
+        made x's context (row r reads sentence r // group), tokens [rows] the previous tokens whose
+        embeddings x holds -> logits [rows, vocab] float32."""
+        rest = jnp.concatenate([x[:, a:b] for a, b in self.kept], axis=-1)
+        logits = dot(rest, self.kernel, self.dtype, transpose_w=True) + self.bias
+        if self.memory_terms is not None:
+            logits = logits + weighted_sum(weights, self.memory_terms)
+        if self.token_terms is not None:
+            logits = logits + self.token_terms[tokens]
+        return logits
+
+
+def token_logits(embedding: jax.Array, kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:
+    """embedding [tgt_vocab, embed] (the target embedding), kernel [vocab, dim] whose last
+    ``embed_columns`` columns read it -> [tgt_vocab, vocab] float32, every token's share of the
+    logits (:class:`Readout`), with the products of a decoding step: in ``dtype``."""
+    return dot(embedding, kernel[:, kernel.shape[1] - embed_columns:], dtype, transpose_w=True)

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 from s2s_jax.config import ModelConfig
 from s2s_jax.errors import ConfigError
 from s2s_jax.models.bridge import Bridge
-from s2s_jax.models.decoder import Decoder, DecoderState, context_columns, is_bahdanau
+from s2s_jax.models.cells import Gates
+from s2s_jax.models.decoder import Decoder, DecoderState, context_columns, embedding_columns, is_bahdanau
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
-from s2s_jax.models.generator import ContextTerms, log_softmax
+from s2s_jax.models.generator import Readout, log_softmax, token_logits
 from s2s_jax.models.scheduled_sampling import choose_inputs
 from s2s_jax.precision import compute_dtype
 
@@ -56,22 +57,26 @@ class Seq2Seq(nn.Module):
     def initial_state(self, enc: EncoderOutput) -> DecoderState:
         return self.decoder.initial_state(self.bridge(enc.final), enc.memory.shape[1])
 
-    def step(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
-             train: bool = False, normalize: bool = True) -> tuple[jax.Array, DecoderState]:
+    def step(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array, train: bool = False,
+             normalize: bool = True, token_gates: Gates | None = None) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (log-probabilities [batch, vocab], new state). ``normalize=False``
         gives the logits instead: what an argmax or a sample needs, without the log-softmax's
-        pass over the vocabulary."""
-        return self.decoder.step_tokens(enc, state, tokens, train, normalize)
+        pass over the vocabulary. ``token_gates``: :meth:`token_gates`, looked up rather than computed."""
+        return self.decoder.step_tokens(enc, state, tokens, train, normalize, token_gates)
+
+    def token_gates(self) -> Gates:
+        """Per gate [tgt_vocab, hidden]: every target token's first-layer input projection."""
+        return self.decoder.token_gates()
 
     def context_gates(self, memory: jax.Array) -> tuple[jax.Array, ...]:
         """memory [batch, src_len, enc_dim] -> the decoder's ``EncoderOutput.context_gates``."""
         return self.decoder.context_gates(memory)
 
-    def step_features(self, enc: EncoderOutput, state: DecoderState,
-                      tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
+    def step_features(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array,
+                      token_gates: Gates | None = None) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (the generator's input [batch, out_dim], new state): :meth:`step`
         without the generator."""
-        return self.decoder.step_features(enc, state, tokens)
+        return self.decoder.step_features(enc, state, tokens, token_gates=token_gates)
 
     def teacher_forced(self, src: jax.Array, tgt_in: jax.Array, train: bool = False) -> jax.Array:
         """The generator inputs [batch, tgt_len, out_dim] of every step, fed the gold tokens;
@@ -149,27 +154,52 @@ StepFn = Callable[[DecoderState, jax.Array], tuple[jax.Array, DecoderState]]
 MEMORY_ROWS_PER_REPEAT = 8
 
 
-def decoding_params(model: Seq2Seq, params):
-    """``params`` with the matrix-product weights already in the model's compute dtype, for
-    decoding batch after batch (the Translator, evaluation): every decoding call would
-    otherwise round all the float32 weights to bfloat16 again (BENCHMARKS.md, "Weights rounded
-    once"). The outputs are the same bit for bit, since the products round the weights to that
-    dtype anyway. Not for training, whose gradients and updates are float32.
+# The key of decoding_params' per-token tables, beside the modules' parameters (which Flax
+# leaves alone: no module reads it).
+TOKEN_TABLES = "token_tables"
+# The largest [tgt_vocab, vocab] float32 table of the embedding's share of the logits that
+# decoding_params makes: 256 MiB, a vocabulary of 8192.
+TOKEN_LOGITS_MAX_BYTES = 1 << 28
 
-    The weights are the leaves named ``kernel``, except the additive attention's vector
-    ``v`` (:class:`~s2s_jax.models.attention.AdditiveEnergy`, module ``energy``), whose
-    score is computed in float32. A float32 model's parameters are returned as they are.
+
+def decoding_params(model: Seq2Seq, params):
+    """``params`` made ready for decoding batch after batch (the Translator, evaluation); not for
+    training, whose gradients and updates are float32.
+
+    - The matrix-product weights are already in the model's compute dtype: every decoding call
+      would otherwise round all the float32 weights to bfloat16 again (BENCHMARKS.md, "Weights
+      rounded once"). That changes no output, since the products round the weights to that dtype
+      anyway. The weights are the leaves named ``kernel``, except the additive attention's vector
+      ``v`` (:class:`~s2s_jax.models.attention.AdditiveEnergy`, module ``energy``), whose score is
+      computed in float32.
+    - Under ``TOKEN_TABLES``, what a decoding step computes from its previous token alone, for
+      every token (BENCHMARKS.md, "Per-token tables"): ``gates``, the first layer's input
+      projection (:meth:`Seq2Seq.token_gates`), and, where the vocabulary layer reads the
+      embedding directly (:func:`~s2s_jax.models.decoder.embedding_columns`) and the table fits
+      ``TOKEN_LOGITS_MAX_BYTES``, ``logits``, the embedding's share of the logits
+      (:func:`~s2s_jax.models.generator.token_logits`). :func:`init_decoder` looks them up; the
+      outputs equal the computed ones to rounding.
     """
     dtype = compute_dtype(model.cfg.dtype)
-    if dtype == jnp.float32:
-        return params
 
     def cast(path, x: jax.Array) -> jax.Array:
         names = [getattr(entry, "key", None) for entry in path]
         is_weight = names[-1] == "kernel" and names[-2:-1] != ["energy"]
         return x.astype(dtype) if is_weight else x
 
-    return jax.tree_util.tree_map_with_path(cast, params)
+    ready = params if dtype == jnp.float32 else jax.tree_util.tree_map_with_path(cast, params)
+    return {**ready, TOKEN_TABLES: _token_tables(model, ready)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _token_tables(model: Seq2Seq, params) -> dict:
+    tables = {"gates": model.apply({"params": params}, method=Seq2Seq.token_gates)}
+    columns = embedding_columns(model.cfg)
+    if columns is not None and 4 * model.cfg.tgt_vocab_size ** 2 <= TOKEN_LOGITS_MAX_BYTES:
+        output = params["decoder"]["generator"]["output"]
+        tables["logits"] = token_logits(params["decoder"]["embed"]["embedding"], output["kernel"], columns,
+                                        compute_dtype(model.cfg.dtype))
+    return tables
 
 
 def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
@@ -186,9 +216,12 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     are then read off the memory's, computed once per sentence rather than once per row: the cell
     input's (``EncoderOutput.context_gates``) and, where the vocabulary layer reads ``c`` directly
     (:func:`~s2s_jax.models.decoder.context_columns`), the logits'
-    (:class:`~s2s_jax.models.generator.ContextTerms`). That holds up to src_len =
+    (:class:`~s2s_jax.models.generator.Readout`). That holds up to src_len =
     ``MEMORY_ROWS_PER_REPEAT * repeat``; longer sources take the direct products.
+
+    ``params`` from :func:`decoding_params` bring per-token tables, which the step looks up.
     """
+    tables = params.get(TOKEN_TABLES, {})
     variables = {"params": params}
     enc = model.apply(variables, src, method=Seq2Seq.encode)
     state = model.apply(variables, enc, method=Seq2Seq.initial_state)
@@ -200,16 +233,22 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     if reads_memory:
         enc = enc.replace(context_gates=model.apply(variables, enc.memory, method=Seq2Seq.context_gates))
     start = context_columns(model.cfg)
-    terms = None
-    if reads_memory and start is not None:
+    memory = enc.memory if reads_memory and start is not None else None
+    readout = None
+    if memory is not None or "logits" in tables:
         output = params["decoder"]["generator"]["output"]
-        terms = ContextTerms.of(output["kernel"], output["bias"], enc.memory, start, compute_dtype(model.cfg.dtype))
+        readout = Readout.of(output["kernel"], output["bias"], compute_dtype(model.cfg.dtype), memory=memory,
+                             context_start=start or 0, token_terms=tables.get("logits"),
+                             embed_columns=embedding_columns(model.cfg) or 0)
+    gates = tables.get("gates")
 
     def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
-        if terms is None:
-            return model.apply(variables, enc, state, tokens, normalize=normalize, method=Seq2Seq.step)
-        features, state = model.apply(variables, enc, state, tokens, method=Seq2Seq.step_features)
-        logits = terms.logits(features, state.attention)
+        if readout is None:
+            return model.apply(variables, enc, state, tokens, normalize=normalize, token_gates=gates,
+                               method=Seq2Seq.step)
+        features, state = model.apply(variables, enc, state, tokens, token_gates=gates,
+                                      method=Seq2Seq.step_features)
+        logits = readout.logits(features, state.attention, tokens)
         return (log_softmax(logits) if normalize else logits), state
 
     return state, step, enc

@@ -12,9 +12,11 @@ import pytest
 
 import s2s_jax as s2s
 from s2s_jax.errors import ConfigError
-from s2s_jax.models.decoder import context_columns
+from s2s_jax.models import seq2seq
+from s2s_jax.models.cells import GATES
+from s2s_jax.models.decoder import context_columns, embedding_columns
 from s2s_jax.models.encoder import reverse_rows
-from s2s_jax.models.seq2seq import Seq2Seq, decoding_params, init_decoder
+from s2s_jax.models.seq2seq import TOKEN_TABLES, Seq2Seq, decoding_params, init_decoder
 from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
 from s2s_jax.vocab import PAD_ID
 from tests.conftest import random_batch, tiny_model
@@ -166,7 +168,7 @@ def test_context_columns_only_where_the_logits_are_linear_in_the_context():
 def test_beams_read_their_context_products_off_the_memory(name, dtype, atol):
     """With rows repeated per sentence (beams), a Bahdanau decoder takes its cell input's product
     with the attention context from the memory's (EncoderOutput.context_gates), and, without a maxout
-    layer, the context's share of the logits too (ContextTerms): the same logits, step after step,
+    layer, the context's share of the logits too (Readout): the same logits, step after step,
     as the direct products on a batch that repeats the sentences. In bfloat16 the two round
     different operands (the context, or each memory position)."""
     cfg = tiny_model(**VARIANTS[name], dtype=dtype)
@@ -263,16 +265,62 @@ def test_decoding_params_give_the_same_log_probs_bit_for_bit(name):
     Every cell, attention score, bridge, maxout and the tied generator appear."""
     cfg = tiny_model(tie_embeddings=True, attention="dot") if name == "tied" else tiny_model(**VARIANTS[name])
     b = random_batch(3, 6, 5, seed=2)
-    model, params = _init(dataclasses.replace(cfg, dtype="bfloat16"), b)
-    cast = decoding_params(model, params)
+    model, params = _init(cfg, b)
+    bf16_model, _ = _init(dataclasses.replace(cfg, dtype="bfloat16"), b)
+    ready = decoding_params(bf16_model, params)
+    cast = {k: v for k, v in ready.items() if k != TOKEN_TABLES}
+    assert cast.keys() == params.keys()
     for path, x in jax.tree_util.tree_leaves_with_path(cast):
         names = [p.key for p in path]
         weight = names[-1] == "kernel" and names[-2] != "energy"
         assert x.dtype == (jnp.bfloat16 if weight else jnp.float32), names
-    assert decoding_params(Seq2Seq(cfg), params) is params
-    forward = jax.jit(lambda p, q: [model.apply({"params": v}, b["src"], b["tgt"][:, :-1]) for v in (p, q)])
-    want, got = forward(params, cast)
+    kept = decoding_params(model, params)
+    assert all(kept[k] is params[k] for k in params)
+    forward = jax.jit(lambda p, q: [bf16_model.apply({"params": v}, b["src"], b["tgt"][:, :-1]) for v in (p, q)])
+    want, got = forward(params, ready)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name,dtype,atol", [(n, "bfloat16", 1e-4) for n in [*VARIANTS, "tied"]]
+                         + [("lstm-bi-general-bahdanau-2layer", "float32", 1e-5)])
+def test_token_tables_give_the_steps_logits(name, dtype, atol):
+    """decoding_params' per-token tables (the first layer's input projection of every token, and
+    the embedding's share of the logits where the vocabulary layer reads the embedding) give the
+    logits and states the computed products give, step after step, with one row per sentence and
+    with beams. Both round the same operands, so bfloat16 agrees to float32 summation order."""
+    cfg = tiny_model(tie_embeddings=True, attention="dot") if name == "tied" else tiny_model(**VARIANTS[name])
+    cfg = dataclasses.replace(cfg, dtype=dtype)
+    b = random_batch(3, 6, 5, seed=5)
+    model, params = _init(cfg, b)
+    ready = decoding_params(model, params)
+    tables = ready[TOKEN_TABLES]
+    assert [g.shape for g in tables["gates"]] == [(cfg.tgt_vocab_size, cfg.hidden_size)] * len(GATES[cfg.cell])
+    assert ("logits" in tables) == (embedding_columns(cfg) is not None)
+    plain = {k: v for k, v in ready.items() if k != TOKEN_TABLES}
+    for repeat in (1, 2):
+        state, step, _ = init_decoder(model, ready, b["src"], repeat=repeat, normalize=False)
+        ref_state, ref_step, _ = init_decoder(model, plain, b["src"], repeat=repeat, normalize=False)
+        tokens = np.repeat(b["tgt"][:, 0], repeat)
+        for _ in range(4):
+            logits, state = step(state, tokens)
+            ref, ref_state = ref_step(ref_state, tokens)
+            assert float(jnp.max(jnp.abs(ref))) > 0.01
+            np.testing.assert_allclose(logits, ref, atol=atol)
+            jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, atol=atol), state, ref_state)
+            tokens = np.asarray(jnp.argmax(ref, -1))
+
+
+def test_the_token_logits_table_has_a_size_limit(monkeypatch):
+    """A vocabulary whose [vocab, vocab] float32 table would pass TOKEN_LOGITS_MAX_BYTES gets the
+    gates' table only; decoding then computes the embedding's share of the logits."""
+    cfg = tiny_model(**VARIANTS["lstm-bi-general-bahdanau-2layer"])
+    b = random_batch(3, 6, 5)
+    model, params = _init(cfg, b)
+    assert "logits" in decoding_params(model, params)[TOKEN_TABLES]
+    monkeypatch.setattr(seq2seq, "TOKEN_LOGITS_MAX_BYTES", 4 * cfg.tgt_vocab_size ** 2 - 1)
+    seq2seq._token_tables.clear_cache()
+    assert set(decoding_params(model, params)[TOKEN_TABLES]) == {"gates"}
+    seq2seq._token_tables.clear_cache()
 
 
 def test_forget_bias_equals_shifting_every_lstm_forget_gate_bias():
