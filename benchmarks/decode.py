@@ -5,10 +5,13 @@ reference's greedy decoding, on the attention model shape of ``torch_reference.p
 
 Like the reference, every sentence decodes exactly ``--tgt-len`` tokens (min_len =
 max_len), so the runs do the same number of steps whatever the random weights say.
-JAX and PyTorch rounds alternate, so a busy machine slows both alike. The first JAX
+JAX and PyTorch rounds alternate, so a busy machine slows both alike. As the reference times
+its call right after an untimed one in its process, each round times a JAX call right after an
+untimed one (the first call after the reference's process would otherwise run cold). The first JAX
 call (compilation and one run) is reported separately, and the compilation time as
 that call less a run's median time. The weights are rounded to the model's dtype once, as
-the Translator and evaluation do (``decoding_params``). This program runs with tuned
+the Translator and evaluation do (``decoding_params``, which also makes the per-token tables;
+its first call, compilation included, is reported). This program runs with tuned
 malloc (``s2s_jax.hugepages``: huge pages, freed buffers kept); the reference runs in each of
 ``--torch-envs``: ``default`` (as a PyTorch user starts it, without the tunables) and
 ``huge-pages`` (with them, as this side runs), so the ratios say what the allocator setting
@@ -118,6 +121,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     src = rng.integers(4, a.vocab, (a.batch, a.src_len)).astype(np.int32)
     params = jax.jit(model.init)(jax.random.key(0), src, src[:, :a.tgt_len])["params"]
+    prepare_s = timed(lambda: decoding_params(model, params))  # compiles and runs once, as a Translator does
     params = decoding_params(model, params)
     length = dict(max_len=a.tgt_len, min_len=a.tgt_len)
     programs = {
@@ -131,6 +135,7 @@ def main() -> None:
     torch_info: dict = {}
     for _ in range(a.rounds):
         for name, fn in programs.items():
+            jax.block_until_ready(fn())  # the reference, too, times a call right after an untimed one
             speeds[name].append(a.batch / timed(fn))
         for d, e in variants:
             torch_info = torch_round(a, d, e)
@@ -140,7 +145,8 @@ def main() -> None:
         "model": "attention (gru, bidirectional, additive bahdanau)", "dtype": a.dtype,
         "host_memory": describe_host_memory(),
         "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len, "vocab": a.vocab, "rounds": a.rounds,
-        "jax": {"version": jax.__version__, "device": str(jax.devices()[0]), "first_call_s": first_call,
+        "jax": {"version": jax.__version__, "device": str(jax.devices()[0]),
+                "decoding_params_s": round(prepare_s, 2), "first_call_s": first_call,
                 # the first call compiles and runs once: less one run's median time, the compilation
                 "compile_s": {name: round(first_call[name] - a.batch / statistics.median(v), 2)
                               for name, v in speeds.items()},

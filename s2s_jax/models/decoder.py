@@ -34,6 +34,7 @@ from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentC
 from s2s_jax.models.encoder import EncoderOutput, run_layer
 from s2s_jax.models.generator import Generator
 from s2s_jax.models.matmul import Dense
+from s2s_jax.models.token_tables import lookup
 from s2s_jax.precision import compute_dtype
 
 
@@ -98,7 +99,7 @@ class Decoder(nn.Module):
         ``token_gates`` (:meth:`token_gates`, for decoding) gives the projection by looking it up."""
         emb = self.dropout(self.embed(tokens), deterministic=not train)
         if token_gates is not None:
-            return emb, tuple(g[tokens] for g in token_gates)
+            return emb, tuple(lookup(g, tokens) for g in token_gates)
         return emb, self.embed_input(emb)
 
     def token_gates(self) -> Gates:

@@ -16,6 +16,7 @@ from flax import struct
 from s2s_jax.config import ModelConfig
 from s2s_jax.models.cells import GATES, Carry, GateProjection, Gates, RecurrentCell
 from s2s_jax.models.recurrence import recurrence
+from s2s_jax.models.token_tables import lookup
 from s2s_jax.precision import compute_dtype
 from s2s_jax.vocab import PAD_ID
 
@@ -64,8 +65,11 @@ class Encoder(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, src: jax.Array, *, train: bool = False) -> tuple[jax.Array, jax.Array, tuple[Carry, ...]]:
-        """src: [batch, src_len] int -> (memory [batch, src_len, enc_dim], mask, final carries)."""
+    def __call__(self, src: jax.Array, *, train: bool = False,
+                 token_gates: dict[str, Gates] | None = None) -> tuple[jax.Array, jax.Array, tuple[Carry, ...]]:
+        """src: [batch, src_len] int -> (memory [batch, src_len, enc_dim], mask, final carries).
+        ``token_gates`` (:func:`source_token_gates`, for decoding) gives the first layer's input
+        projection by looking it up."""
         cfg = self.cfg
         dtype = compute_dtype(cfg.dtype)
         mask = src != PAD_ID
@@ -81,9 +85,13 @@ class Encoder(nn.Module):
         for layer in range(cfg.num_layers):
             outputs, carries = [], []
             for direction in ("fwd", "bwd") if cfg.bidirectional else ("fwd",):
-                inp = x if direction == "fwd" else reverse_rows(x, lengths, time_axis=0)
                 name = f"layer{layer}_{direction}"
-                x_proj = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
+                if layer == 0 and token_gates is not None:
+                    tokens = src.T if direction == "fwd" else reverse_rows(src.T, lengths, time_axis=0)
+                    x_proj = tuple(lookup(g, tokens) for g in token_gates[direction])
+                else:
+                    inp = x if direction == "fwd" else reverse_rows(x, lengths, time_axis=0)
+                    x_proj = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
                 cell = RecurrentCell(cfg.cell, cfg.hidden_size, dtype=dtype, forget_bias=cfg.forget_bias, name=name)
                 carry, y = run_layer(cell, x_proj, mask_tm, cell.initial_carry(src.shape[0]))
                 outputs.append(y if direction == "fwd" else reverse_rows(y, lengths, time_axis=0))
@@ -96,6 +104,16 @@ class Encoder(nn.Module):
             x = reverse_rows(x, lengths, time_axis=0)
         x = jnp.swapaxes(x, 0, 1)
         return x, mask, tuple(finals)
+
+
+def source_token_gates(cfg: ModelConfig, params) -> dict[str, Gates]:
+    """The encoder's ``params`` -> per direction of the first layer ("fwd", "bwd"), per gate
+    [src_vocab, hidden]: every source token's input projection, bias included, what the encoder
+    computes for it without dropout."""
+    projection = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=compute_dtype(cfg.dtype))
+    embedding = params["embed"]["embedding"]
+    return {d: projection.apply({"params": params[f"layer0_{d}_input"]}, embedding)
+            for d in (("fwd", "bwd") if cfg.bidirectional else ("fwd",))}
 
 
 def context_vector(cfg: ModelConfig, final: tuple[Carry, ...]) -> jax.Array:

@@ -26,6 +26,7 @@ from flax import struct
 
 from s2s_jax.models.attention import weighted_sum
 from s2s_jax.models.matmul import Dense, dot, dot_tn
+from s2s_jax.models.token_tables import lookup
 
 # Rows of the strided view of a vocabulary row (:func:`strided`) that the reductions over it take
 # (:func:`log_softmax` here, the token choices of s2s_jax.decoding.selection): enough that the
@@ -222,7 +223,8 @@ class Readout:
 
     A step multiplies only the other columns of x. Equal to the direct logits to rounding.
 
-    kernel: [vocab, kept columns]; bias: [vocab]; kept: the column ranges of x the kernel reads.
+    kernel: [vocab, kept columns]; bias: [vocab]; kept: the column ranges of x the kernel reads
+    (the embedding's are last, so a kernel without them reads x up to its own width).
     """
 
     kernel: jax.Array
@@ -234,26 +236,17 @@ class Readout:
 
     @classmethod
     def of(cls, kernel: jax.Array, bias: jax.Array, dtype: Any, *, memory: jax.Array | None = None,
-           context_start: int = 0, token_terms: jax.Array | None = None, embed_columns: int = 0) -> Readout:
-        """kernel [vocab, dim], bias [vocab] (:class:`VocabularyLayer`); memory [batch, src_len, enc_dim]
-        read by the columns ``context_start:context_start + enc_dim``, or None; token_terms
-        [tgt_vocab, vocab] for the last ``embed_columns`` columns, or None. Products in ``dtype``."""
-        dim = kernel.shape[1]
-        cut = []
+           context_start: int = 0, token_terms: jax.Array | None = None) -> Readout:
+        """kernel [vocab, columns], bias [vocab] (:class:`VocabularyLayer`): with ``token_terms``
+        [tgt_vocab, vocab] the kernel's columns but the embedding's (:func:`readout_kernel`), else
+        all of them; memory [batch, src_len, enc_dim] read by the columns ``context_start:context_start
+        + enc_dim``, or None. Products in ``dtype``."""
+        kept = [(0, kernel.shape[1])]
         memory_terms = None
         if memory is not None:
             end = context_start + memory.shape[-1]
             memory_terms = dot(memory, kernel[:, context_start:end], dtype, transpose_w=True)
-            cut.append((context_start, end))
-        if token_terms is not None:
-            cut.append((dim - embed_columns, dim))
-        kept, begin = [], 0
-        for a, b in sorted(cut):
-            if a > begin:
-                kept.append((begin, a))
-            begin = b
-        if begin < dim:
-            kept.append((begin, dim))
+            kept = [(a, b) for a, b in ((0, context_start), (end, kernel.shape[1])) if b > a]
         rest = jnp.concatenate([kernel[:, a:b] for a, b in kept], axis=1)
         return cls(kernel=rest.astype(dtype), bias=bias, memory_terms=memory_terms, token_terms=token_terms,
                    kept=tuple(kept), dtype=dtype)
@@ -267,8 +260,15 @@ class Readout:
         if self.memory_terms is not None:
             logits = logits + weighted_sum(weights, self.memory_terms)
         if self.token_terms is not None:
-            logits = logits + self.token_terms[tokens]
+            logits = logits + lookup(self.token_terms, tokens)
         return logits
+
+
+def readout_kernel(kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:
+    """kernel [vocab, dim] -> [vocab, dim - embed_columns] in ``dtype``: the columns a
+    :class:`Readout` with :func:`token_logits` multiplies, cut once per parameters rather than once
+    per decoding call."""
+    return kernel[:, :kernel.shape[1] - embed_columns].astype(dtype)
 
 
 def token_logits(embedding: jax.Array, kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:

@@ -19,8 +19,8 @@ from s2s_jax.errors import ConfigError
 from s2s_jax.models.bridge import Bridge
 from s2s_jax.models.cells import Gates
 from s2s_jax.models.decoder import Decoder, DecoderState, context_columns, embedding_columns, is_bahdanau
-from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector
-from s2s_jax.models.generator import Readout, log_softmax, token_logits
+from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector, source_token_gates
+from s2s_jax.models.generator import Readout, log_softmax, readout_kernel, token_logits
 from s2s_jax.models.scheduled_sampling import choose_inputs
 from s2s_jax.precision import compute_dtype
 
@@ -48,9 +48,11 @@ class Seq2Seq(nn.Module):
         self.bridge = Bridge(self.cfg)
         self.decoder = Decoder(self.cfg)
 
-    def encode(self, src: jax.Array, train: bool = False) -> EncoderOutput:
-        """src [batch, src_len] -> the encoder output, attention keys included."""
-        memory, mask, final = self.encoder(src, train=train)
+    def encode(self, src: jax.Array, train: bool = False,
+               token_gates: dict[str, Gates] | None = None) -> EncoderOutput:
+        """src [batch, src_len] -> the encoder output, attention keys included. ``token_gates``:
+        :func:`~s2s_jax.models.encoder.source_token_gates`, looked up rather than computed."""
+        memory, mask, final = self.encoder(src, train=train, token_gates=token_gates)
         return EncoderOutput(memory=memory, keys=self.decoder.attention_keys(memory), mask=mask,
                              final=final, context=context_vector(self.cfg, final))
 
@@ -172,12 +174,14 @@ def decoding_params(model: Seq2Seq, params):
       anyway. The weights are the leaves named ``kernel``, except the additive attention's vector
       ``v`` (:class:`~s2s_jax.models.attention.AdditiveEnergy`, module ``energy``), whose score is
       computed in float32.
-    - Under ``TOKEN_TABLES``, what a decoding step computes from its previous token alone, for
-      every token (BENCHMARKS.md, "Per-token tables"): ``gates``, the first layer's input
-      projection (:meth:`Seq2Seq.token_gates`), and, where the vocabulary layer reads the
+    - Under ``TOKEN_TABLES``, what decoding computes from a single token, for every token
+      (BENCHMARKS.md, "Per-token tables"): ``source_gates``, the encoder's first-layer input
+      projections (:func:`~s2s_jax.models.encoder.source_token_gates`); ``gates``, the decoder's
+      (:meth:`Seq2Seq.token_gates`); and, where the vocabulary layer reads the
       embedding directly (:func:`~s2s_jax.models.decoder.embedding_columns`) and the table fits
       ``TOKEN_LOGITS_MAX_BYTES``, ``logits``, the embedding's share of the logits
-      (:func:`~s2s_jax.models.generator.token_logits`). :func:`init_decoder` looks them up; the
+      (:func:`~s2s_jax.models.generator.token_logits`), with ``readout_kernel``, the vocabulary
+      layer's other columns (:func:`~s2s_jax.models.generator.readout_kernel`). :func:`init_decoder` looks them up; the
       outputs equal the computed ones to rounding.
     """
     dtype = compute_dtype(model.cfg.dtype)
@@ -193,12 +197,13 @@ def decoding_params(model: Seq2Seq, params):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _token_tables(model: Seq2Seq, params) -> dict:
-    tables = {"gates": model.apply({"params": params}, method=Seq2Seq.token_gates)}
+    tables = {"gates": model.apply({"params": params}, method=Seq2Seq.token_gates),
+              "source_gates": source_token_gates(model.cfg, params["encoder"])}
     columns = embedding_columns(model.cfg)
     if columns is not None and 4 * model.cfg.tgt_vocab_size ** 2 <= TOKEN_LOGITS_MAX_BYTES:
-        output = params["decoder"]["generator"]["output"]
-        tables["logits"] = token_logits(params["decoder"]["embed"]["embedding"], output["kernel"], columns,
-                                        compute_dtype(model.cfg.dtype))
+        kernel, dtype = params["decoder"]["generator"]["output"]["kernel"], compute_dtype(model.cfg.dtype)
+        tables["logits"] = token_logits(params["decoder"]["embed"]["embedding"], kernel, columns, dtype)
+        tables["readout_kernel"] = readout_kernel(kernel, columns, dtype)
     return tables
 
 
@@ -223,7 +228,7 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     """
     tables = params.get(TOKEN_TABLES, {})
     variables = {"params": params}
-    enc = model.apply(variables, src, method=Seq2Seq.encode)
+    enc = model.apply(variables, src, token_gates=tables.get("source_gates"), method=Seq2Seq.encode)
     state = model.apply(variables, enc, method=Seq2Seq.initial_state)
     if repeat > 1:
         rows = functools.partial(jax.tree_util.tree_map, lambda x: jnp.repeat(x, repeat, axis=0))
@@ -237,9 +242,9 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     readout = None
     if memory is not None or "logits" in tables:
         output = params["decoder"]["generator"]["output"]
-        readout = Readout.of(output["kernel"], output["bias"], compute_dtype(model.cfg.dtype), memory=memory,
-                             context_start=start or 0, token_terms=tables.get("logits"),
-                             embed_columns=embedding_columns(model.cfg) or 0)
+        readout = Readout.of(tables.get("readout_kernel", output["kernel"]), output["bias"],
+                             compute_dtype(model.cfg.dtype), memory=memory, context_start=start or 0,
+                             token_terms=tables.get("logits"))
     gates = tables.get("gates")
 
     def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:

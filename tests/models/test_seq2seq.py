@@ -281,21 +281,27 @@ def test_decoding_params_give_the_same_log_probs_bit_for_bit(name):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("name,dtype,atol", [(n, "bfloat16", 1e-4) for n in [*VARIANTS, "tied"]]
+@pytest.mark.parametrize("name,dtype,atol", [(n, "bfloat16", 1e-4) for n in [*VARIANTS, "tied", "reversed"]]
                          + [("lstm-bi-general-bahdanau-2layer", "float32", 1e-5)])
 def test_token_tables_give_the_steps_logits(name, dtype, atol):
-    """decoding_params' per-token tables (the first layer's input projection of every token, and
-    the embedding's share of the logits where the vocabulary layer reads the embedding) give the
-    logits and states the computed products give, step after step, with one row per sentence and
-    with beams. Both round the same operands, so bfloat16 agrees to float32 summation order."""
-    cfg = tiny_model(tie_embeddings=True, attention="dot") if name == "tied" else tiny_model(**VARIANTS[name])
-    cfg = dataclasses.replace(cfg, dtype=dtype)
+    """decoding_params' per-token tables (the encoder's and the decoder's first-layer input
+    projections of every token, and the embedding's share of the logits where the vocabulary layer
+    reads the embedding) give the logits and states the computed products give, step after step,
+    with one row per sentence and with beams. Both round the same operands, so bfloat16 agrees to
+    float32 summation order."""
+    special = {"tied": dict(tie_embeddings=True, attention="dot"),
+               "reversed": dict(VARIANTS["gru-bi-additive-bahdanau-maxout"], maxout_units=0, reverse_source=True)}
+    cfg = dataclasses.replace(tiny_model(**special.get(name, VARIANTS.get(name))), dtype=dtype)
     b = random_batch(3, 6, 5, seed=5)
+    assert (b["src"] == PAD_ID).any()  # rows of several lengths
     model, params = _init(cfg, b)
     ready = decoding_params(model, params)
     tables = ready[TOKEN_TABLES]
     assert [g.shape for g in tables["gates"]] == [(cfg.tgt_vocab_size, cfg.hidden_size)] * len(GATES[cfg.cell])
-    assert ("logits" in tables) == (embedding_columns(cfg) is not None)
+    directions = ["fwd", "bwd"] if cfg.bidirectional else ["fwd"]
+    assert {d: [g.shape for g in gates] for d, gates in tables["source_gates"].items()} == {
+        d: [(cfg.src_vocab_size, cfg.hidden_size)] * len(GATES[cfg.cell]) for d in directions}
+    assert ("logits" in tables) == ("readout_kernel" in tables) == (embedding_columns(cfg) is not None)
     plain = {k: v for k, v in ready.items() if k != TOKEN_TABLES}
     for repeat in (1, 2):
         state, step, _ = init_decoder(model, ready, b["src"], repeat=repeat, normalize=False)
@@ -319,7 +325,7 @@ def test_the_token_logits_table_has_a_size_limit(monkeypatch):
     assert "logits" in decoding_params(model, params)[TOKEN_TABLES]
     monkeypatch.setattr(seq2seq, "TOKEN_LOGITS_MAX_BYTES", 4 * cfg.tgt_vocab_size ** 2 - 1)
     seq2seq._token_tables.clear_cache()
-    assert set(decoding_params(model, params)[TOKEN_TABLES]) == {"gates"}
+    assert set(decoding_params(model, params)[TOKEN_TABLES]) == {"gates", "source_gates"}
     seq2seq._token_tables.clear_cache()
 
 
