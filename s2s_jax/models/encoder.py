@@ -86,11 +86,12 @@ class Encoder(nn.Module):
             outputs, carries = [], []
             for direction in ("fwd", "bwd") if cfg.bidirectional else ("fwd",):
                 name = f"layer{layer}_{direction}"
-                if layer == 0 and token_gates is not None:
-                    tokens = src.T if direction == "fwd" else reverse_rows(src.T, lengths, time_axis=0)
-                    x_proj = tuple(lookup(g, tokens) for g in token_gates[direction])
+                looked_up = layer == 0 and token_gates is not None
+                inp = src.T if looked_up else x
+                inp = inp if direction == "fwd" else reverse_rows(inp, lengths, time_axis=0)
+                if looked_up:
+                    x_proj = tuple(lookup(g, inp) for g in token_gates[direction])
                 else:
-                    inp = x if direction == "fwd" else reverse_rows(x, lengths, time_axis=0)
                     x_proj = GateProjection(GATES[cfg.cell], cfg.hidden_size, dtype=dtype, name=f"{name}_input")(inp)
                 cell = RecurrentCell(cfg.cell, cfg.hidden_size, dtype=dtype, forget_bias=cfg.forget_bias, name=name)
                 carry, y = run_layer(cell, x_proj, mask_tm, cell.initial_carry(src.shape[0]))
