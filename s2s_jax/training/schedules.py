@@ -17,6 +17,7 @@ import optax
 
 from s2s_jax.config import TrainConfig
 from s2s_jax.errors import ConfigError
+from s2s_jax.training.clipping import clip_by_global_norm
 
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -63,7 +64,7 @@ def make_optimizer(cfg: TrainConfig, schedule: Schedule) -> optax.GradientTransf
     else:
         opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
     if cfg.clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+        return optax.chain(clip_by_global_norm(cfg.clip_norm), opt)
     return opt
 
 

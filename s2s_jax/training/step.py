@@ -18,6 +18,7 @@ from flax import struct
 from s2s_jax.config import Config
 from s2s_jax.models.scheduled_sampling import teacher_forcing_prob
 from s2s_jax.models.seq2seq import Seq2Seq
+from s2s_jax.training.clipping import global_norm
 from s2s_jax.training.losses import loss_from_token_terms, sequence_loss
 from s2s_jax.training.schedules import learning_rate_schedule, make_optimizer, plateau_schedule
 
@@ -94,7 +95,7 @@ def apply_gradients(state: TrainState, grads: Any) -> tuple[TrainState, dict[str
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     updates = jax.tree_util.tree_map(lambda u: u * state.lr_scale, updates)
     new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
-    return new, {"grad_norm": optax.tree.norm(grads), "learning_rate": state.lr_fn(state.step) * state.lr_scale}
+    return new, {"grad_norm": global_norm(grads), "learning_rate": state.lr_fn(state.step) * state.lr_scale}
 
 
 def train_step_fn(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[TrainState, dict]:
