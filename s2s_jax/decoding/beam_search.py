@@ -11,7 +11,8 @@ the tokens including EOS, and ``p_ij`` is the attention weight of output positio
 i on source position j (real source tokens only). With ``alpha = beta = 0`` a score
 is the plain log-probability a teacher-forced forward pass gives.
 
-Each step, for B sentences with K live beams each (B*K decoder rows):
+Each step, for B sentences with K live beams each (B*K decoder rows; the first step
+starts from one beam per sentence, B rows):
 
 1. every live beam is extended by every token: K*V candidates per sentence;
 2. the 2K most probable are kept; each beam has one EOS candidate, so at least K
@@ -98,11 +99,14 @@ def gather_beams(tree, indices: jax.Array):
 
 
 def gather_states(state: DecoderState, parents: jax.Array) -> DecoderState:
-    """Decoder state rows [batch * K, ...] of the parents ``parents`` [batch, K] (indices into K)
-    -> the new beams' rows [batch * K, ...]."""
-    batch, k = parents.shape
-    rows = (jnp.arange(batch)[:, None] * k + parents).reshape(-1)
-    return jax.tree_util.tree_map(lambda x: x[rows], state)
+    """Decoder state rows [batch * r, ...] of r rows per sentence, and the parents ``parents``
+    [batch, K] (indices into r) -> the new beams' rows [batch * K, ...]."""
+    batch = parents.shape[0]
+
+    def take(x: jax.Array) -> jax.Array:
+        return x[(jnp.arange(batch)[:, None] * (x.shape[0] // batch) + parents).reshape(-1)]
+
+    return jax.tree_util.tree_map(take, state)
 
 
 def merge_finished(finished: Hypotheses, scores: jax.Array, candidates: Hypotheses,
@@ -211,7 +215,6 @@ def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Arra
     batch, src_len = src.shape
     state, step, _ = init_decoder(model, params, src, repeat=k, normalize=False)
     width, limits = output_limits(src, max_len, max_len_a)
-    beam_limits = jnp.repeat(limits, k)
     att_len = src_len if model.cfg.attention != "none" else 0
     src_mask = (src != PAD_ID)[:, None, :att_len]
 
@@ -220,24 +223,18 @@ def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Arra
                           coverage=jnp.zeros((batch, n, att_len), jnp.float32),
                           attention=jnp.zeros((batch, n, width, att_len if return_attention else 0), jnp.float32))
 
-    # Only the first beam is live at the start: the K beams would otherwise be K copies.
-    alive = empty(k, jnp.tile(jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf), (batch, 1)))
-    finished = empty(n_best, jnp.full((batch, n_best), -jnp.inf))
-    scores = jnp.full((batch, n_best), -jnp.inf)
-    done = jnp.zeros((batch,), bool)
-
-    def cond(carry):
-        t, _, _, _, _, done = carry
-        return (t < width) & ~jnp.all(done)
-
-    def body(carry):
-        t, state, alive, finished, scores, done = carry
-        prev = jnp.where(t > 0, alive.tokens[:, :, jnp.maximum(t - 1, 0)], BOS_ID).reshape(-1)
-        logits, state = step(state, prev)
+    def advance(t, logits, state, alive, finished, scores, done):
+        """Step t's choices: logits [batch * r, vocab] and the new decoder state of r live beams per
+        sentence (alive: [batch, r]) -> the carry of step t + 1, with K beams per sentence."""
+        r = alive.log_prob.shape[1]
         vocab = logits.shape[-1]
-        top_log_prob, top = best_extensions(logits, alive.log_prob, t, beam_limits, min_len, 2 * k)
+        n = min(2 * k, r * vocab)
+        top_log_prob, top = best_extensions(logits, alive.log_prob, t, jnp.repeat(limits, r), min_len, n)
+        if n < 2 * k:  # fewer extensions than 2K (a first step over a tiny vocabulary): the rest are dead
+            top_log_prob = jnp.pad(top_log_prob, ((0, 0), (0, 2 * k - n)), constant_values=-jnp.inf)
+            top = jnp.pad(top, ((0, 0), (0, 2 * k - n)))
         parents, tokens = top // vocab, top % vocab
-        weights = gather_beams(state.attention.reshape(batch, k, att_len), parents)
+        weights = gather_beams(state.attention.reshape(batch, r, att_len), parents)
         candidates = _extend(gather_beams(alive, parents), tokens, top_log_prob, weights, t)
 
         is_eos = tokens == EOS_ID
@@ -258,7 +255,21 @@ def _beam_search(model: Seq2Seq, params, src: jax.Array, alpha: float | jax.Arra
         alive = alive.replace(log_prob=jnp.where(done[:, None], -jnp.inf, alive.log_prob))
         return t + 1, state, alive, finished, scores, done
 
-    carry = (jnp.zeros((), jnp.int32), state, alive, finished, scores, done)
+    def cond(carry):
+        t, _, _, _, _, done = carry
+        return (t < width) & ~jnp.all(done)
+
+    def body(carry):
+        t, state, alive, *rest = carry
+        logits, state = step(state, alive.tokens[:, :, t - 1].reshape(-1))
+        return advance(t, logits, state, alive, *rest)
+
+    # Until the first token every beam of a sentence is the same, so the first step runs one row per
+    # sentence (the state's every K-th row) and extends one live beam into K.
+    logits, first = step(jax.tree_util.tree_map(lambda x: x[::k], state), jnp.full((batch,), BOS_ID, jnp.int32))
+    carry = advance(jnp.zeros((), jnp.int32), logits, first, empty(1, jnp.zeros((batch, 1))),
+                    empty(n_best, jnp.full((batch, n_best), -jnp.inf)), jnp.full((batch, n_best), -jnp.inf),
+                    jnp.zeros((batch,), bool))
     *_, finished, scores, _ = jax.lax.while_loop(cond, body, carry)
     found = scores > -jnp.inf
     tokens = jnp.where(found[:, :, None], finished.tokens, PAD_ID)

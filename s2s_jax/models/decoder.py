@@ -118,8 +118,8 @@ class Decoder(nn.Module):
         x_proj = emb_proj
         context = None
         weights = state.attention
-        if cfg.context_every_step:
-            context = enc.context
+        if cfg.context_every_step:  # one row per sentence, read by each of its rows (beams)
+            context = jnp.repeat(enc.context, emb.shape[0] // enc.context.shape[0], axis=0)
         elif is_bahdanau(cfg):
             query = self.cells[-1].output(state.cells[-1])
             context, weights = self.attention(query, enc.keys, enc.memory, enc.mask)

@@ -215,13 +215,14 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     ``step(state, tokens [batch]) -> (log_probs [batch, vocab], state)`` (``normalize=False``:
     the logits instead of the log-probabilities).
 
-    ``repeat`` > 1 repeats every sentence's decoder state, final encoder state and context
-    vector that many times along the batch (the beams of beam search); its memory, attention
-    keys and mask stay one per sentence, which the attention reads for each group of ``repeat``
-    rows (:class:`~s2s_jax.models.attention.Attention`). A Bahdanau decoder's cell input and
-    logits are linear in its attention context ``c = sum_s a_s m_s``, so their products with it
-    are then read off the memory's, computed once per sentence rather than once per row: the cell
-    input's (``EncoderOutput.context_gates``) and, where the vocabulary layer reads ``c`` directly
+    ``repeat`` > 1 repeats every sentence's decoder state that many times along the batch (the
+    beams of beam search). The encoder output stays one row per sentence, which ``step`` reads
+    for each group of rows, whatever their number: the attention its memory, attention keys and
+    mask (:class:`~s2s_jax.models.attention.Attention`), the context-every-step decoder its
+    context vector. A Bahdanau decoder's cell input and logits are linear in its attention context
+    ``c = sum_s a_s m_s``, so their products with it are then read off the memory's, computed once
+    per sentence rather than once per row: the cell input's (``EncoderOutput.context_gates``)
+    and, where the vocabulary layer reads ``c`` directly
     (:func:`~s2s_jax.models.decoder.context_columns`), the logits'
     (:class:`~s2s_jax.models.generator.Readout`). That holds up to src_len =
     ``MEMORY_ROWS_PER_REPEAT * repeat``; longer sources take the direct products.
@@ -233,9 +234,7 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     enc = model.apply(variables, src, token_gates=tables.get("source_gates"), method=Seq2Seq.encode)
     state = model.apply(variables, enc, method=Seq2Seq.initial_state)
     if repeat > 1:
-        rows = functools.partial(jax.tree_util.tree_map, lambda x: jnp.repeat(x, repeat, axis=0))
-        state = rows(state)
-        enc = enc.replace(final=rows(enc.final), context=rows(enc.context))
+        state = jax.tree_util.tree_map(lambda x: jnp.repeat(x, repeat, axis=0), state)
     reads_memory = repeat > 1 and is_bahdanau(model.cfg) and src.shape[1] <= MEMORY_ROWS_PER_REPEAT * repeat
     if reads_memory:
         enc = enc.replace(context_gates=model.apply(variables, enc.memory, method=Seq2Seq.context_gates))

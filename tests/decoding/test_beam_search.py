@@ -32,6 +32,7 @@ VARIANTS = {
     "gru-dot-luong": dict(cell="gru", attention="dot"),
     "rnn-bi-general-bahdanau": dict(cell="rnn", bidirectional=True, attention="general", attention_style="bahdanau"),
     "lstm-additive-luong-feed": dict(cell="lstm", attention="additive", input_feeding=True),
+    "gru-context-every-step": dict(cell="gru", attention="none", context_every_step=True),
 }
 BEAM = dict(beam_size=4, n_best=3, max_len=6, return_attention=True)
 
