@@ -222,9 +222,8 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     context vector. A Bahdanau decoder's cell input and logits are linear in its attention context
     ``c = sum_s a_s m_s``, so their products with it are then read off the memory's, computed once
     per sentence rather than once per row: the cell input's (``EncoderOutput.context_gates``)
-    and, where the vocabulary layer reads ``c`` directly
-    (:func:`~s2s_jax.models.decoder.context_columns`), the logits'
-    (:class:`~s2s_jax.models.generator.Readout`). That holds up to src_len =
+    and, where the vocabulary layer reads ``c`` directly (:func:`~s2s_jax.models.decoder.context_columns`),
+    the logits' (:class:`~s2s_jax.models.generator.Readout`). That holds up to src_len =
     ``MEMORY_ROWS_PER_REPEAT * repeat``; longer sources take the direct products.
 
     ``params`` from :func:`decoding_params` bring per-token tables, which the step looks up.
