@@ -20,8 +20,9 @@ def _bf16(x) -> np.ndarray:
     return np.asarray(jnp.asarray(x, jnp.float32).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
 
 
-def test_materialized_transpose_is_the_transpose():
-    a = np.arange(6 * 10, dtype=np.float32).reshape(6, 10)
+@pytest.mark.parametrize("shape", [(6, 10), (512, 512), (600, 512)])  # the last by blocks, one of them short
+def test_materialized_transpose_is_the_transpose(shape):
+    a = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
     np.testing.assert_array_equal(jax.jit(materialized_transpose)(a), a.T)
 
 
