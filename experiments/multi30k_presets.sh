@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Multi30k rows of EXPERIMENTS.md: each paper preset's `_multi30k` twin trained for the same
-# budget of EPOCHS epochs (236 steps of 128 sentences each; an epoch ends with a validation and a
+# budget of EPOCHS epochs (228 steps of 128 sentences each; an epoch ends with a validation and a
 # checkpoint), then scored on test2016 with greedy decoding and beam 5. Runs from the repository
 # root; a finished workdir is reused and a larger EPOCHS resumes it from its last checkpoint.
 # Results: runs/paper_multi30k/*/result.json (python experiments/results_table.py runs/paper_multi30k).

@@ -1,5 +1,6 @@
 """The input pipeline against Python-loop references: every pair whole in exactly one
-batch per epoch, padded to its own bucket pair only, token budgets kept, seeded order,
+batch per epoch, padded to its own bucket pair or to a larger pair's empty rows, token budgets
+kept, seeded order,
 exact resumption from the iterator state, per-process row slices, evaluation coverage."""
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def expected_row(split: TokenizedSplit, i: int, src_len: int, tgt_len: int) -> t
 
 
 def check_batch(split: TokenizedSplit, batch: dict[str, np.ndarray]) -> list[int]:
-    """Every row is a whole pair (or an all-PAD filler), the shape is the rows' own smallest
-    bucket pair; returns the pair indices."""
+    """Every row is a whole pair (or an all-PAD filler) in a bucket pair that holds it;
+    returns the pair indices."""
     src_len, tgt_len = batch["src"].shape[1], batch["tgt"].shape[1] - 1
     assert src_len in BUCKETS and tgt_len in BUCKETS
     real = [int(i) for i in batch["index"] if i >= 0]
@@ -49,8 +50,8 @@ def check_batch(split: TokenizedSplit, batch: dict[str, np.ndarray]) -> list[int
         if i < 0:
             assert not batch["src"][row].any() and not batch["tgt"][row].any()
             continue
-        assert smallest_bucket(len(split.src[i])) == src_len
-        assert smallest_bucket(len(split.tgt[i]) + 1) == tgt_len  # decoder steps: y1..yn EOS
+        assert smallest_bucket(len(split.src[i])) <= src_len
+        assert smallest_bucket(len(split.tgt[i]) + 1) <= tgt_len  # decoder steps: y1..yn EOS
         want_src, want_tgt = expected_row(split, i, src_len, tgt_len + 1)
         np.testing.assert_array_equal(batch["src"][row], want_src)
         np.testing.assert_array_equal(batch["tgt"][row], want_tgt)
@@ -62,7 +63,7 @@ def epoch_batches(split, cfg, seed=0, epoch=0):
 
 
 @pytest.mark.parametrize("batch_tokens", [0, 16, 40, 64])
-def test_every_pair_once_whole_and_padded_to_its_bucket(batch_tokens):
+def test_every_pair_once_whole_and_in_a_bucket_pair_that_holds_it(batch_tokens):
     split = make_split()
     cfg = DataConfig(bucket_lengths=BUCKETS, batch_size=8, batch_tokens=batch_tokens)
     seen = []
@@ -75,11 +76,20 @@ def test_every_pair_once_whole_and_padded_to_its_bucket(batch_tokens):
         else:
             assert rows == 8
     assert sorted(seen) == list(range(len(split)))
-    # Only the last batch of a bucket pair has filler rows.
-    per_bucket = collections.Counter()
+    # Only the last batch of a bucket pair has filler rows, and no pair's leftover pairs (those
+    # of its batch with filler rows) would all fit the filler rows of a pair that holds them.
+    filler = collections.defaultdict(list)
+    rows = {}
     for batch in epoch_batches(split, cfg):
-        per_bucket[batch["src"].shape[1], batch["tgt"].shape[1]] += int(np.sum(batch["index"] < 0) > 0)
-    assert max(per_bucket.values()) == 1
+        shape = batch["src"].shape[1], batch["tgt"].shape[1] - 1
+        filler[shape].append(int(np.sum(batch["index"] < 0)))
+        rows[shape] = len(batch["index"])
+    assert all(sum(n > 0 for n in counts) <= 1 for counts in filler.values())
+    free = {shape: max(counts) for shape, counts in filler.items()}
+    for donor in filler:
+        for receiver in filler:
+            if donor != receiver and donor[0] <= receiver[0] and donor[1] <= receiver[1] and free[donor]:
+                assert rows[donor] - free[donor] > free[receiver]
 
 
 def test_seeded_order():
@@ -162,3 +172,31 @@ def test_eval_batches_of_a_small_split_are_not_padded_to_the_batch_size():
     assert all(len(b["index"]) <= 5 for b in batches)
     single = dataclasses.replace(split, src=split.src[:1], tgt=split.tgt[:1])
     assert [len(b["index"]) for b in eval_batches(single, DataConfig(bucket_lengths=BUCKETS))] == [1]
+
+
+def sized_split(counts: dict[tuple[int, int], int]) -> TokenizedSplit:
+    """``counts[(source length, target length)]`` pairs of those lengths (target without EOS)."""
+    src, tgt = [], []
+    for (s, t), n in counts.items():
+        src += [np.full(s, 7, np.int32)] * n
+        tgt += [np.full(t, 9, np.int32)] * n
+    return TokenizedSplit("train", src, tgt, [""] * len(src), [""] * len(src))
+
+
+@pytest.mark.parametrize(("counts", "want"), [
+    # 11 pairs in (16, 16) leave 5 empty rows: the 3 left over from (8, 8), then the 2 of (4, 4), fill them.
+    ({(16, 15): 11, (8, 7): 11, (4, 3): 2}, {(16, 16): [8, 8], (8, 8): [8]}),
+    # 6 leftovers do not fit 5 empty rows.
+    ({(16, 15): 11, (4, 3): 6}, {(16, 16): [8, 3], (4, 4): [6]}),
+    # Neither of (16, 8) and (4, 16) holds the other.
+    ({(16, 7): 3, (4, 15): 1}, {(16, 8): [3], (4, 16): [1]}),
+])
+def test_leftovers_move_into_the_empty_rows_of_a_larger_bucket_pair(counts, want):
+    split = sized_split(counts)
+    plan = make_plan(split, DataConfig(bucket_lengths=BUCKETS, batch_size=8), seed=0)
+    got = collections.defaultdict(list)
+    for p in plan:
+        got[p.src_len, p.tgt_len].append(int(np.sum(p.indices >= 0)))
+    assert {k: sorted(v, reverse=True) for k, v in got.items()} == want
+    for batch in (collate(split, p) for p in plan):
+        check_batch(split, batch)
