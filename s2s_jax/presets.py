@@ -94,15 +94,16 @@ def multi30k() -> Config:
     decoder of JoeyNMT), a joint SentencePiece vocabulary of 8000 pieces.
 
     Buckets: joint unigram pieces of the training split are 15 long on average and at
-    most 55 (source) / 53 (target + EOS); (16, 24, 32, 64) pads to 78-80% real tokens with
-    15 (source, target) bucket pairs (compiled programs), as much as (16, 24, 32, 48, 64) does with 18.
-    Moving the leftover pairs of small bucket pairs into the empty rows of larger ones leaves 11
-    shapes; one epoch is 228 batches of 128 sentences, and evaluation runs once an epoch.
+    most 55 (source) / 53 (target + EOS). With the leftover pairs of small bucket pairs moved into
+    the empty rows of larger ones, (12, 16, 20, 24, 32, 64) pads an epoch to 87% real tokens in 23
+    shapes (compiled programs), (16, 24, 32, 64) to 79% in 11; in 15 minutes on a 2-core CPU the
+    finer buckets, their extra compilations included, trained 1,300 steps against 1,200
+    (BENCHMARKS.md). One epoch is 228 batches of 128 sentences; evaluation runs once an epoch.
 
     Seven epochs, the learning rate halved every half epoch after the fifth (Sutskever et al.
     2014, sec. 3.4): test2016 BLEU 40.5 with beam 5 after 56 minutes on a 2-core CPU in float32,
-    41.0 after 32 minutes in bfloat16 (EXPERIMENTS.md), hence ``dtype="auto"``;
-    ``--train.lr-schedule constant`` gives the constant-rate run of EXPERIMENTS.md.
+    41.0 after 32 minutes in bfloat16 (EXPERIMENTS.md, with buckets (16, 24, 32, 64)), hence
+    ``dtype="auto"``; ``--train.lr-schedule constant`` gives the constant-rate run of EXPERIMENTS.md.
     """
     return Config(
         name="multi30k",
@@ -111,7 +112,7 @@ def multi30k() -> Config:
                           dtype="auto"),
         data=DataConfig(source="../shared/data/multi30k", src_lang="de", tgt_lang="en",
                         splits=("train", "val", "test2016"), tokenizer="sentencepiece", joint_vocab=True,
-                        vocab_size=8000, bucket_lengths=(16, 24, 32, 64), batch_size=128, eval_batch_size=256,
+                        vocab_size=8000, bucket_lengths=(12, 16, 20, 24, 32, 64), batch_size=128, eval_batch_size=256,
                         source_eos=True),
         train=TrainConfig(num_epochs=7, optimizer="adam", learning_rate=1e-3, lr_schedule="halving",
                           halving_start_epoch=5.0, clip_norm=1.0, eval_every=228, checkpoint_every=228, log_every=50,
