@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 
 import numpy as np
 
 from s2s_jax.config import Config
 from s2s_jax.data.dataset import TokenizedSplit, prepare_data
-from s2s_jax.data.pipeline import PlannedBatch, bucket_index, eval_batches, make_plan, rows_per_batch
+from s2s_jax.data.pipeline import PlannedBatch, bucket_index, eval_plan, make_plan, rows_per_batch
+from s2s_jax.errors import UserError
 from s2s_jax.presets import get_preset
 
 
@@ -40,9 +42,8 @@ def summary(shapes: list[tuple[int, int]], rows: list[int], real: list[int]) -> 
 
 
 def planned(split: TokenizedSplit, plan: list[PlannedBatch]) -> dict:
-    kept = [p.indices[p.indices >= 0] for p in plan]
     out = summary([(p.src_len, p.tgt_len) for p in plan], [len(p.indices) for p in plan],
-                  [len(k) for k in kept])
+                  [int(np.sum(p.indices >= 0)) for p in plan])
     return out | ratios(split, out)
 
 
@@ -69,24 +70,23 @@ def ratios(split: TokenizedSplit, counts: dict) -> dict:
 
 def main() -> None:
     args = parse_args()
-    cfg = get_preset(args.preset)
-    if args.bucket_lengths:
-        cfg = cfg.replace(data={"bucket_lengths": tuple(args.bucket_lengths)})
-    data = prepare_data(cfg, args.workdir)
+    try:
+        cfg = get_preset(args.preset)
+        if args.bucket_lengths:
+            cfg = cfg.replace(data={"bucket_lengths": tuple(args.bucket_lengths)})
+        data = prepare_data(cfg, args.workdir)
+    except UserError as err:
+        sys.exit(f"benchmarks.padding: {err}")
     cfg = data.config
     result = {"preset": args.preset, "bucket_lengths": list(cfg.data.bucket_lengths), "splits": {}}
     for name, split in data.splits.items():
         if name == "train":
-            plan = make_plan(split, cfg.data, seed=cfg.train.seed, epoch=0)
-            rows = None
+            plan, rows = make_plan(split, cfg.data, seed=cfg.train.seed, epoch=0), None
         else:
-            batches = eval_batches(split, cfg.data)
-            rows = len(batches[0]["index"])
-            plan = [PlannedBatch(b["index"].astype(np.int64), b["src"].shape[1], b["tgt"].shape[1] - 1)
-                    for b in batches]
+            plan = eval_plan(split, cfg.data)
+            rows = len(plan[0].indices)
         result["splits"][name] = {"pipeline": planned(split, plan), "own_bucket_pairs": own_buckets(split, cfg, rows)}
     print(json.dumps(result, indent=1))
-
 
 if __name__ == "__main__":
     main()

@@ -198,6 +198,14 @@ class BatchIterator:
         self.epoch, self.batch, self._iter = int(state["epoch"]), int(state["batch"]), None
 
 
+def eval_plan(split: TokenizedSplit, cfg: DataConfig, *, multiple: int = 1) -> list[PlannedBatch]:
+    """``split`` sorted by length into batches of ``eval_batch_size`` rows (rounded up to a
+    multiple of ``multiple``, and no more than the split needs)."""
+    rows = -(-cfg.eval_batch_size // multiple) * multiple
+    rows = min(rows, -(-len(split) // multiple) * multiple) or multiple
+    return make_plan(split, cfg, rows=rows, shuffle=False)
+
+
 def eval_batches(split: TokenizedSplit, cfg: DataConfig, *, limit: int = 0, multiple: int = 1,
                  process_index: int = 0, process_count: int = 1) -> list[dict[str, np.ndarray]]:
     """The first ``limit`` pairs (0: all) of ``split`` sorted by length into batches of
@@ -205,10 +213,7 @@ def eval_batches(split: TokenizedSplit, cfg: DataConfig, *, limit: int = 0, mult
     if limit and limit < len(split):
         split = dataclasses.replace(split, src=split.src[:limit], tgt=split.tgt[:limit],
                                     raw_src=split.raw_src[:limit], raw_tgt=split.raw_tgt[:limit])
-    rows = -(-cfg.eval_batch_size // multiple) * multiple
-    rows = min(rows, -(-len(split) // multiple) * multiple) or multiple
-    plan = make_plan(split, cfg, rows=rows, shuffle=False)
-    return [collate(split, p, process_index, process_count) for p in plan]
+    return [collate(split, p, process_index, process_count) for p in eval_plan(split, cfg, multiple=multiple)]
 
 
 def load_data(cfg: Config, workdir: str | None = None, *, multiple: int = 1, process_index: int = 0,

@@ -1,7 +1,7 @@
 """The input pipeline against Python-loop references: every pair whole in exactly one
 batch per epoch, padded to its own bucket pair or to a larger pair's empty rows, token budgets
-kept, seeded order,
-exact resumption from the iterator state, per-process row slices, evaluation coverage."""
+kept, seeded order, exact resumption from the iterator state, per-process row slices,
+evaluation coverage."""
 
 from __future__ import annotations
 
