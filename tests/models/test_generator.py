@@ -98,3 +98,37 @@ def test_fused_cross_entropy_equals_log_softmax_and_gather(label_smoothing, dtyp
         np.testing.assert_allclose(a, r, atol=1e-5, rtol=1e-5)
     for a, r in zip(grads, ref_grads, strict=True):
         np.testing.assert_allclose(a, r, atol=tol, rtol=tol)
+
+
+def _ancestors(jaxpr) -> dict:
+    """Each equation of a jaxpr -> the set of equations it depends on, transitively."""
+    producer, ancestors = {}, {}
+    for eqn in jaxpr.eqns:
+        above = set()
+        for v in eqn.invars:
+            if isinstance(v, jax.extend.core.Var) and v in producer:
+                above |= ancestors[producer[v]] | {producer[v]}
+        ancestors[eqn] = above
+        for v in eqn.outvars:
+            producer[v] = eqn
+    return ancestors
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_weight_gradient_product_runs_after_the_input_gradient(dtype):
+    """The backward pass's [x, 1]^T @ dlogits depends on dlogits @ w, so XLA:CPU runs the two
+    products one after the other rather than at once, one core each (BENCHMARKS.md)."""
+    n, dim, vocab = 8, 5, 7
+    x, w, b = jnp.ones((n, dim)), jnp.ones((vocab, dim)), jnp.zeros(vocab)
+    labels = jnp.arange(n) % vocab
+
+    def backward(x, w, b):
+        _, vjp = jax.vjp(lambda x, w, b: softmax_cross_entropy(x, w, b, labels, 0.0, jnp.dtype(dtype))[0], x, w, b)
+        return vjp(jnp.ones(n))
+
+    ancestors = _ancestors(jax.make_jaxpr(backward)(x, w, b).jaxpr)
+    shape = lambda e: tuple(e.outvars[0].aval.shape)
+    products = [e for e in ancestors if e.primitive.name == "dot_general" or "custom_vjp" in e.primitive.name]
+    (dx,) = [e for e in products if shape(e) == (n, dim)]
+    (dwb,) = [e for e in products if shape(e) == (dim + 1, vocab)]
+    assert dx in ancestors[dwb]
