@@ -141,11 +141,11 @@ def _softmax_cross_entropy_bwd(label_smoothing, dtype, saved, grads):
     # d is read once. (x^T @ low)^T rather than low^T @ x: dot_tn copies its transposed operand,
     # and x [N, dim] is the smaller. The barrier keeps XLA from folding the transpose into the
     # dot, whose transposed result no library kernel takes (BENCHMARKS.md).
-    # The ones are 1 + 0 * dx[0, 0], so that this product runs after dx's. Independent, XLA:CPU
-    # ran the two at once, one core each, as long as one after the other, and the decoder's
-    # backward loop, which needs only dx, waited for both; in turn the step runs 1.05x faster
-    # (BENCHMARKS.md, "The generator's two gradient products in turn"). dx non-finite means low
-    # is, and then so is db.
+    # The ones are 1 + 0 * dx[0, 0] so that this product runs after dx's. XLA:CPU ran the two
+    # independent products at once, one core each, done no sooner than one after the other, and
+    # the decoder's backward loop, which needs only dx, waited for both. Ordered, the step runs
+    # 1.05x faster (BENCHMARKS.md, "The generator's two gradient products in turn"). A
+    # non-finite dx comes from a non-finite low, which makes db non-finite anyway.
     ones = jnp.ones((x.shape[0], 1), x.dtype) * (1.0 + 0.0 * dx[:1, :1])
     dwb = jax.lax.optimization_barrier(dot_tn(jnp.concatenate([x, ones], axis=1), low, dtype))
     return dx, dwb[:-1].T.astype(w.dtype), dwb[-1].astype(b.dtype), None
