@@ -88,5 +88,6 @@ def main() -> None:
         result["splits"][name] = {"pipeline": planned(split, plan), "own_bucket_pairs": own_buckets(split, cfg, rows)}
     print(json.dumps(result, indent=1))
 
+
 if __name__ == "__main__":
     main()

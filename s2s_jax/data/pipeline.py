@@ -91,10 +91,11 @@ def fill_empty_rows(groups: dict[tuple[int, int], list[int]], rows_of: Callable[
     (buckets 16/24/32/64, 128 rows) this takes an epoch from 236 batches in 16 shapes to 228 in 11,
     and real target tokens from 74% of the padded ones to 79%."""
     pairs = sorted(groups, reverse=True)
+    rows = {pair: rows_of(pair) for pair in pairs}
     for receiver in pairs:
-        free = -len(groups[receiver]) % rows_of(receiver)
+        free = -len(groups[receiver]) % rows[receiver]
         for donor in pairs:
-            left = len(groups[donor]) % rows_of(donor)
+            left = len(groups[donor]) % rows[donor]
             if donor != receiver and donor[0] <= receiver[0] and donor[1] <= receiver[1] and 0 < left <= free:
                 groups[receiver] += groups[donor][-left:]
                 del groups[donor][-left:]

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.core import Var
 
 from s2s_jax.models.generator import Generator, log_softmax, log_softmax_terms, softmax_cross_entropy
 from s2s_jax.models.matmul import dot
@@ -106,7 +107,7 @@ def _ancestors(jaxpr) -> dict:
     for eqn in jaxpr.eqns:
         above = set()
         for v in eqn.invars:
-            if isinstance(v, jax.extend.core.Var) and v in producer:
+            if isinstance(v, Var) and v in producer:
                 above |= ancestors[producer[v]] | {producer[v]}
         ancestors[eqn] = above
         for v in eqn.outvars:
