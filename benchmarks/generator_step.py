@@ -2,7 +2,7 @@
 """The decoding step's generator on XLA:CPU: GFLOP/s of the product ``a @ kernel`` ([128, 1792]
 x [1792, 8000], the attention shape's generator at batch 128) alone and followed by the
 log-softmax every decoding step takes, with the kernel stored [dim, vocab] (``cols``) or by rows,
-[vocab, dim] (``rows``, as the generator stores it), compiled with XLA's default, without YNNPACK
+[vocab, dim] (``rows``, as a decoding step reads it), compiled with XLA's default, without YNNPACK
 fusions, and with the option ``decode_jit`` sets (its dots alone on YNNPACK;
 s2s_jax/decoding/common.py). Products in ``--dtype`` (bfloat16: bfloat16 x bfloat16 -> float32).
 Medians of ``--calls`` calls, the variants alternating. Prints one JSON object.

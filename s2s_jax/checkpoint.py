@@ -36,9 +36,9 @@ from s2s_jax.vocab import Tokenizer, load_tokenizers, save_tokenizers, tokenizer
 
 CHECKPOINTS = "checkpoints"
 OLD_BEST = "checkpoints_best"  # the best checkpoint's directory in the layout of earlier versions
-# Of the saved tree and meta; a checkpoint of another format is refused. 3: the generator's
-# vocabulary kernel stored [vocab, dim] (2: [dim, vocab]).
-FORMAT = 3
+# Of the saved tree and meta; a checkpoint of another format is refused. 4: the generator's
+# vocabulary kernel stored [dim, vocab] (3: [vocab, dim]; 2: [dim, vocab]).
+FORMAT = 4
 
 
 def state_tree(state: TrainState, rng: jax.Array) -> dict[str, Any]:

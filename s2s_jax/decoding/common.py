@@ -22,7 +22,7 @@ NEG_INF = -1e9
 # step is a [rows, vocab] generator matmul followed by a log-softmax, YNNPACK's reductions run
 # the step at a third of the speed of XLA's own kernels (benchmarks/generator_step.py). Its dots
 # are the fastest there are: a bfloat16 x bfloat16 -> float32 dot runs on the matrix units only
-# through YNNPACK, and with the generator's kernel stored by rows ([vocab, dim]) a float32 step
+# through YNNPACK, and with the generator's kernel read by rows ([vocab, dim]) a float32 step
 # product is faster on YNNPACK than on XLA's kernels too. So decoding keeps YNNPACK for its dots alone.
 CPU_DECODE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 

@@ -179,10 +179,11 @@ class Decoder(nn.Module):
             out = jnp.concatenate([h.astype(emb.dtype), context.astype(emb.dtype), emb], axis=-1)
         return self.dropout(out, deterministic=not train)
 
-    def generate(self, out: jax.Array, normalize: bool = True) -> jax.Array:
+    def generate(self, out: jax.Array, normalize: bool = True, output_rows: jax.Array | None = None) -> jax.Array:
         """Generator input [..., out_dim] -> log-probabilities [..., vocab] (``normalize=False``:
-        the logits)."""
-        return self.generator(out, normalize=normalize)
+        the logits). ``output_rows``: the vocabulary layer's kernel by rows
+        (:func:`~s2s_jax.models.generator.vocabulary_rows`), read in its place."""
+        return self.generator(out, normalize=normalize, rows=output_rows)
 
     def token_losses(self, out: jax.Array, labels: jax.Array,
                      label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -202,11 +203,12 @@ class Decoder(nn.Module):
         return self.step(enc, state, emb, emb_proj, train)
 
     def step_tokens(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array, train: bool = False,
-                    normalize: bool = True, token_gates: Gates | None = None) -> tuple[jax.Array, DecoderState]:
+                    normalize: bool = True, token_gates: Gates | None = None,
+                    output_rows: jax.Array | None = None) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (log-probabilities [batch, vocab] (``normalize=False``: the logits),
         new state)."""
         out, state = self.step_features(enc, state, tokens, train, token_gates)
-        return self.generate(out, normalize), state
+        return self.generate(out, normalize, output_rows), state
 
 
 def is_bahdanau(cfg: ModelConfig) -> bool:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from s2s_jax.models.attention import weighted_sum
-from s2s_jax.models.matmul import Dense, dot, dot_tn
+from s2s_jax.models.matmul import Dense, dot, dot_tn, materialized_transpose
 from s2s_jax.models.token_tables import lookup
 
 # Rows of the strided view of a vocabulary row (:func:`strided`) that the reductions over it take
@@ -101,21 +101,22 @@ def _smoothed_target_terms(logits, lse, labels, label_smoothing):
     return loss, nll, label_logit
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
 def softmax_cross_entropy(x: jax.Array, w: jax.Array, b: jax.Array, labels: jax.Array, label_smoothing: float,
-                          dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-token cross-entropy of the logits ``x @ w^T + b`` (x [N, dim], w [vocab, dim], b [vocab],
-    labels [N]) -> (loss, nll, correct), each [N] float32.
+                          dtype: Any, rows: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-token cross-entropy of the logits ``x @ w + b`` (x [N, dim], w [dim, vocab], b [vocab],
+    labels [N]) -> (loss, nll, correct), each [N] float32. ``rows``: w is [vocab, dim], one row
+    per word (a tied embedding), and the logits are ``x @ w^T + b``.
 
     nll = logsumexp(logits) - logits[label]; loss = (1 - eps) nll + eps (logsumexp - mean(logits)),
     the cross-entropy against (1 - eps) on the label and eps spread uniformly (Szegedy et al. 2016);
     correct = 1.0 where no logit exceeds the label's (zero gradient). The product runs in ``dtype``.
     """
-    return _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype)[0]
+    return _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype, rows)[0]
 
 
-def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype):
-    product = dot(x, w, dtype, transpose_w=True)
+def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype, rows):
+    product = dot(x, w, dtype, transpose_w=rows)
     logits = product + b
     lse = jax.nn.logsumexp(logits, axis=-1)
     loss, nll, label_logit = _smoothed_target_terms(logits, lse, labels, label_smoothing)
@@ -125,7 +126,7 @@ def _softmax_cross_entropy_fwd(x, w, b, labels, label_smoothing, dtype):
     return (loss, nll, correct), (x, w, b, labels, product, lse)
 
 
-def _softmax_cross_entropy_bwd(label_smoothing, dtype, saved, grads):
+def _softmax_cross_entropy_bwd(label_smoothing, dtype, rows, saved, grads):
     x, w, b, labels, product, lse = saved
     g_loss, g_nll, _ = grads
     vocab = product.shape[-1]
@@ -135,12 +136,12 @@ def _softmax_cross_entropy_bwd(label_smoothing, dtype, saved, grads):
          - jnp.where(on_label, ((1.0 - label_smoothing) * g_loss + g_nll)[:, None], 0.0)
          - (label_smoothing / vocab) * g_loss[:, None])
     low = d.astype(dtype)
-    dx = dot(low, w, dtype).astype(x.dtype)
-    # [dw^T; db] = [x, 1]^T @ low in one product: the bias gradient, a sum over the rows of d, is
+    dx = dot(low, w, dtype, transpose_w=not rows).astype(x.dtype)
+    # [dw; db] = [x, 1]^T @ low in one product: the bias gradient, a sum over the rows of d, is
     # the product's row of ones, so no pass over d reduces its columns (slow on XLA:CPU), and
-    # d is read once. (x^T @ low)^T rather than low^T @ x: dot_tn copies its transposed operand,
-    # and x [N, dim] is the smaller. The barrier keeps XLA from folding the transpose into the
-    # dot, whose transposed result no library kernel takes (BENCHMARKS.md).
+    # d is read once. For rows, (x^T @ low)^T rather than low^T @ x: dot_tn copies its transposed
+    # operand, and x [N, dim] is the smaller. The barrier keeps XLA from folding that transpose
+    # into the dot, whose transposed result no library kernel takes (BENCHMARKS.md).
     # The ones are 1 + 0 * dx[0, 0] so that this product runs after dx's. XLA:CPU ran the two
     # independent products at once, one core each, done no sooner than one after the other, and
     # the decoder's backward loop, which needs only dx, waited for both. Ordered, the step runs
@@ -148,25 +149,22 @@ def _softmax_cross_entropy_bwd(label_smoothing, dtype, saved, grads):
     # non-finite dx comes from a non-finite low, which makes db non-finite anyway.
     ones = jnp.ones((x.shape[0], 1), x.dtype) * (1.0 + 0.0 * dx[:1, :1])
     dwb = jax.lax.optimization_barrier(dot_tn(jnp.concatenate([x, ones], axis=1), low, dtype))
-    return dx, dwb[:-1].T.astype(w.dtype), dwb[-1].astype(b.dtype), None
+    dw = dwb[:-1].T if rows else dwb[:-1]
+    return dx, dw.astype(w.dtype), dwb[-1].astype(b.dtype), None
 
 
 softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
 
 
-def _transposed_lecun_normal(key: jax.Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> jax.Array:
-    """flax.linen.Dense's initial kernel of shape ``shape[::-1]``, transposed to ``shape``."""
-    return nn.initializers.lecun_normal()(key, shape[::-1], dtype).T
-
-
 class VocabularyLayer(nn.Module):
-    """The last layer's ``kernel`` [vocab, dim] and ``bias`` [vocab].
+    """The last layer's ``kernel`` [dim, vocab] and ``bias`` [vocab], named and initialised as
+    flax.linen.Dense's.
 
-    The kernel is stored as the tied embedding is, one row per word (as ``torch.nn.Linear``
-    stores its weight), not as flax.linen.Dense's [dim, vocab]: the logits are then ``x @ kernel^T``,
-    a product whose right operand is contracted over its minor dimension, which XLA:CPU's bfloat16
-    kernels run up to 2.7 times faster than ``x @ kernel`` on a decoding step's rows (BENCHMARKS.md,
-    "The generator's kernel by rows"). Initialised as Dense's kernel, transposed."""
+    Training's products then read and write the kernel in its own layout: the logits ``x @ kernel``,
+    ``dx = dlogits @ kernel^T`` and the kernel's gradient ``x^T @ dlogits``, which Adam's passes
+    read row by row (a [vocab, dim] kernel's gradient came out transposed: 1.04x on the ``lstm`` train
+    step, BENCHMARKS.md "The vocabulary layer's kernel as Dense's"). A decoding step reads
+    :func:`vocabulary_rows` instead."""
 
     vocab_size: int
     dtype: Any = jnp.float32
@@ -174,8 +172,17 @@ class VocabularyLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(kernel, bias) for inputs x [..., dim]."""
-        kernel = self.param("kernel", _transposed_lecun_normal, (self.vocab_size, x.shape[-1]))
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.vocab_size))
         return kernel, self.param("bias", nn.initializers.zeros, (self.vocab_size,))
+
+
+def vocabulary_rows(kernel: jax.Array, dtype: Any) -> jax.Array:
+    """The :class:`VocabularyLayer` kernel [dim, vocab] -> [vocab, dim] in ``dtype``, one row per
+    word, as the tied embedding is: ``x @ rows^T`` contracts the right operand over its minor
+    dimension, which XLA:CPU's bfloat16 kernels run up to 2.7 times faster than ``x @ kernel`` on a
+    decoding step's rows (BENCHMARKS.md, "The generator's kernel by rows"). Made once per
+    parameters (:func:`~s2s_jax.models.seq2seq.decoding_params`)."""
+    return materialized_transpose(kernel.astype(dtype))
 
 
 class Generator(nn.Module):
@@ -186,25 +193,29 @@ class Generator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, label_smoothing: float = 0.0,
-                 normalize: bool = True) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
+                 normalize: bool = True, rows: jax.Array | None = None
+                 ) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
         """x: [..., dim] -> log-probabilities [..., vocab] in float32 (``normalize=False``: the
         logits); with ``labels`` [...], :func:`softmax_cross_entropy`'s (loss, nll, correct) [...]
-        instead."""
+        instead. ``rows``: the vocabulary layer's kernel as :func:`vocabulary_rows`, read in its
+        place (a decoding step's faster layout); ignored with a tied embedding, already by rows."""
         if self.maxout_units:
             pairs = Dense(2 * self.maxout_units, dtype=self.dtype, name="maxout")(x)
             x = jnp.max(pairs.reshape(*pairs.shape[:-1], self.maxout_units, 2), axis=-1)
         if self.embedding is None:
             kernel, bias = VocabularyLayer(self.vocab_size, self.dtype, name="output")(x)
+            by_rows = rows is not None
+            kernel = rows if by_rows else kernel
         else:
             if x.shape[-1] != self.embedding.features:
                 x = Dense(self.embedding.features, use_bias=False, dtype=self.dtype, name="tied_projection")(x)
-            kernel = self.embedding.embedding  # [vocab, embed]
+            kernel, by_rows = self.embedding.embedding, True  # [vocab, embed]
             bias = self.param("bias", nn.initializers.zeros, (self.vocab_size,))
         if labels is None:
-            logits = dot(x, kernel, self.dtype, transpose_w=True) + bias
+            logits = dot(x, kernel, self.dtype, transpose_w=by_rows) + bias
             return log_softmax(logits) if normalize else logits
         terms = softmax_cross_entropy(x.reshape(-1, x.shape[-1]), kernel, bias, labels.reshape(-1),
-                                      label_smoothing, jnp.dtype(self.dtype))
+                                      label_smoothing, jnp.dtype(self.dtype), by_rows)
         return tuple(t.reshape(labels.shape) for t in terms)
 
 
@@ -242,10 +253,10 @@ class Readout:
     @classmethod
     def of(cls, kernel: jax.Array, bias: jax.Array, dtype: Any, *, memory: jax.Array | None = None,
            context_start: int = 0, token_terms: jax.Array | None = None) -> Readout:
-        """kernel [vocab, columns], bias [vocab] (:class:`VocabularyLayer`): with ``token_terms``
-        [tgt_vocab, vocab] the kernel's columns but the embedding's (:func:`readout_kernel`), else
-        all of them; memory [batch, src_len, enc_dim] read by the columns ``context_start:context_start
-        + enc_dim``, or None. Products in ``dtype``."""
+        """kernel [vocab, columns], the vocabulary layer's by rows, and bias [vocab]: with
+        ``token_terms`` [tgt_vocab, vocab] its columns but the embedding's (:func:`readout_kernel`),
+        else all of them (:func:`vocabulary_rows`); memory [batch, src_len, enc_dim] read by the
+        columns ``context_start:context_start + enc_dim``, or None. Products in ``dtype``."""
         kept = [(0, kernel.shape[1])]
         memory_terms = None
         if memory is not None:
@@ -270,14 +281,16 @@ class Readout:
 
 
 def readout_kernel(kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:
-    """kernel [vocab, dim] -> [vocab, dim - embed_columns] in ``dtype``: the columns a
+    """kernel [vocab, dim] by rows (:func:`vocabulary_rows`) -> [vocab, dim - embed_columns] in
+    ``dtype``: the columns a
     :class:`Readout` with :func:`token_logits` multiplies, cut once per parameters rather than once
     per decoding call."""
     return kernel[:, :kernel.shape[1] - embed_columns].astype(dtype)
 
 
 def token_logits(embedding: jax.Array, kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:
-    """embedding [tgt_vocab, embed] (the target embedding), kernel [vocab, dim] whose last
+    """embedding [tgt_vocab, embed] (the target embedding), kernel [vocab, dim] by rows
+    (:func:`vocabulary_rows`) whose last
     ``embed_columns`` columns read it -> [tgt_vocab, vocab] float32, every token's share of the
     logits (:class:`Readout`), with the products of a decoding step: in ``dtype``."""
     return dot(embedding, kernel[:, kernel.shape[1] - embed_columns:], dtype, transpose_w=True)

@@ -20,7 +20,7 @@ from s2s_jax.models.bridge import Bridge
 from s2s_jax.models.cells import Gates
 from s2s_jax.models.decoder import Decoder, DecoderState, context_columns, embedding_columns, is_bahdanau
 from s2s_jax.models.encoder import Encoder, EncoderOutput, context_vector, source_token_gates
-from s2s_jax.models.generator import Readout, log_softmax, readout_kernel, token_logits
+from s2s_jax.models.generator import Readout, log_softmax, readout_kernel, token_logits, vocabulary_rows
 from s2s_jax.models.scheduled_sampling import choose_inputs
 from s2s_jax.precision import compute_dtype
 
@@ -60,11 +60,14 @@ class Seq2Seq(nn.Module):
         return self.decoder.initial_state(self.bridge(enc.final), enc.memory.shape[1])
 
     def step(self, enc: EncoderOutput, state: DecoderState, tokens: jax.Array, train: bool = False,
-             normalize: bool = True, token_gates: Gates | None = None) -> tuple[jax.Array, DecoderState]:
+             normalize: bool = True, token_gates: Gates | None = None,
+             output_rows: jax.Array | None = None) -> tuple[jax.Array, DecoderState]:
         """tokens [batch] -> (log-probabilities [batch, vocab], new state). ``normalize=False``
         gives the logits instead: what an argmax or a sample needs, without the log-softmax's
-        pass over the vocabulary. ``token_gates``: :meth:`token_gates`, looked up rather than computed."""
-        return self.decoder.step_tokens(enc, state, tokens, train, normalize, token_gates)
+        pass over the vocabulary. ``token_gates``: :meth:`token_gates`, looked up rather than computed;
+        ``output_rows``: the vocabulary layer's kernel by rows
+        (:func:`~s2s_jax.models.generator.vocabulary_rows`), read in its place."""
+        return self.decoder.step_tokens(enc, state, tokens, train, normalize, token_gates, output_rows)
 
     def token_gates(self) -> Gates:
         """Per gate [tgt_vocab, hidden]: every target token's first-layer input projection."""
@@ -177,7 +180,9 @@ def decoding_params(model: Seq2Seq, params):
     - Under ``TOKEN_TABLES``, what decoding computes from a single token, for every token
       (BENCHMARKS.md, "Per-token tables"): ``source_gates``, the encoder's first-layer input
       projections (:func:`~s2s_jax.models.encoder.source_token_gates`); ``gates``, the decoder's
-      (:meth:`Seq2Seq.token_gates`); and, where the vocabulary layer reads the
+      (:meth:`Seq2Seq.token_gates`); ``output_rows``, the vocabulary layer's kernel by rows
+      (:func:`~s2s_jax.models.generator.vocabulary_rows`; not for a generator tied to the
+      embedding, which is by rows already); and, where the vocabulary layer reads the
       embedding directly (:func:`~s2s_jax.models.decoder.embedding_columns`) and the table fits
       ``TOKEN_LOGITS_MAX_BYTES``, ``logits``, the embedding's share of the logits
       (:func:`~s2s_jax.models.generator.token_logits`), with ``readout_kernel``, the vocabulary
@@ -201,11 +206,14 @@ def decoding_params(model: Seq2Seq, params):
 def _token_tables(model: Seq2Seq, params) -> dict:
     tables = {"gates": model.apply({"params": params}, method=Seq2Seq.token_gates),
               "source_gates": source_token_gates(model.cfg, params["encoder"])}
+    if "output" not in params["decoder"]["generator"]:  # tied: the embedding is by rows already
+        return tables
+    dtype = compute_dtype(model.cfg.dtype)
+    rows = tables["output_rows"] = vocabulary_rows(params["decoder"]["generator"]["output"]["kernel"], dtype)
     columns = embedding_columns(model.cfg)
     if columns is not None and 4 * model.cfg.tgt_vocab_size ** 2 <= TOKEN_LOGITS_MAX_BYTES:
-        kernel, dtype = params["decoder"]["generator"]["output"]["kernel"], compute_dtype(model.cfg.dtype)
-        tables["logits"] = token_logits(params["decoder"]["embed"]["embedding"], kernel, columns, dtype)
-        tables["readout_kernel"] = readout_kernel(kernel, columns, dtype)
+        tables["logits"] = token_logits(params["decoder"]["embed"]["embedding"], rows, columns, dtype)
+        tables["readout_kernel"] = readout_kernel(rows, columns, dtype)
     return tables
 
 
@@ -241,16 +249,17 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     memory = enc.memory if reads_memory and start is not None else None
     readout = None
     if memory is not None or "logits" in tables:
-        output = params["decoder"]["generator"]["output"]
-        readout = Readout.of(tables.get("readout_kernel", output["kernel"]), output["bias"],
-                             compute_dtype(model.cfg.dtype), memory=memory, context_start=start or 0,
+        output, dtype = params["decoder"]["generator"]["output"], compute_dtype(model.cfg.dtype)
+        kernel = tables.get("readout_kernel")
+        kernel = vocabulary_rows(output["kernel"], dtype) if kernel is None else kernel
+        readout = Readout.of(kernel, output["bias"], dtype, memory=memory, context_start=start or 0,
                              token_terms=tables.get("logits"))
-    gates = tables.get("gates")
+    gates, rows = tables.get("gates"), tables.get("output_rows")
 
     def step(state: DecoderState, tokens: jax.Array) -> tuple[jax.Array, DecoderState]:
         if readout is None:
             return model.apply(variables, enc, state, tokens, normalize=normalize, token_gates=gates,
-                               method=Seq2Seq.step)
+                               output_rows=rows, method=Seq2Seq.step)
         features, state = model.apply(variables, enc, state, tokens, token_gates=gates,
                                       method=Seq2Seq.step_features)
         logits = readout.logits(features, state.attention, tokens)

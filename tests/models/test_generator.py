@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.extend.core import Var
 
-from s2s_jax.models.generator import Generator, log_softmax, log_softmax_terms, softmax_cross_entropy
+from s2s_jax.models.generator import Generator, log_softmax, log_softmax_terms, softmax_cross_entropy, vocabulary_rows
 from s2s_jax.models.matmul import dot
 
 
@@ -47,9 +47,12 @@ def test_generator_matches_its_formula(maxout_units):
     if maxout_units:
         assert p["maxout"]["kernel"].shape == (7, 2 * maxout_units)
         h = _maxout(h @ p["maxout"]["kernel"] + p["maxout"]["bias"])
-    assert p["output"]["kernel"].shape == (11, h.shape[-1])  # [vocab, dim], one row per word
-    expected = _log_softmax(h @ p["output"]["kernel"].T + p["output"]["bias"])
+    assert p["output"]["kernel"].shape == (h.shape[-1], 11)  # [dim, vocab], as Dense's
+    expected = _log_softmax(h @ p["output"]["kernel"] + p["output"]["bias"])
     np.testing.assert_allclose(np.asarray(gen.apply({"params": params}, x)), expected, rtol=1e-5, atol=1e-5)
+    rows = vocabulary_rows(params["output"]["kernel"], jnp.float32)
+    np.testing.assert_array_equal(rows, p["output"]["kernel"].T)
+    np.testing.assert_allclose(np.asarray(gen.apply({"params": params}, x, rows=rows)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_maxout_generator_tied_to_the_embedding():
@@ -70,18 +73,20 @@ def test_maxout_generator_tied_to_the_embedding():
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_cross_entropy_equals_log_softmax_and_gather(label_smoothing, dtype):
+@pytest.mark.parametrize("rows", [False, True])
+def test_fused_cross_entropy_equals_log_softmax_and_gather(label_smoothing, dtype, rows):
     """softmax_cross_entropy's values and its hand-written gradient against autodiff of the
-    log-softmax path: the same logits (products in ``dtype``), the loss read off the log-probs."""
+    log-softmax path: the same logits (products in ``dtype``), the loss read off the log-probs;
+    for a kernel [dim, vocab] and one by rows [vocab, dim]."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((12, 9)).astype(np.float32)
-    w = rng.standard_normal((11, 9)).astype(np.float32)  # [vocab, dim]
+    w = rng.standard_normal((11, 9) if rows else (9, 11)).astype(np.float32)
     b = rng.standard_normal(11).astype(np.float32)
     labels = rng.integers(0, 11, 12)
     g = rng.standard_normal((3, 12)).astype(np.float32)  # cotangents of loss, nll, correct
 
     def reference(x, w, b):
-        lp = jax.nn.log_softmax(dot(x, w, dtype, transpose_w=True) + b, axis=-1)
+        lp = jax.nn.log_softmax(dot(x, w, dtype, transpose_w=rows) + b, axis=-1)
         nll = -jnp.take_along_axis(lp, labels[:, None], axis=-1)[:, 0]
         loss = (1 - label_smoothing) * nll - label_smoothing * jnp.mean(lp, axis=-1)
         correct = (jnp.argmax(lp, axis=-1) == labels).astype(jnp.float32)
@@ -92,7 +97,7 @@ def test_fused_cross_entropy_equals_log_softmax_and_gather(label_smoothing, dtyp
         return out, vjp(tuple(jnp.asarray(c) for c in g))
 
     (out, grads), (ref, ref_grads) = (
-        pulled(lambda x, w, b: softmax_cross_entropy(x, w, b, labels, label_smoothing, jnp.dtype(dtype))),
+        pulled(lambda x, w, b: softmax_cross_entropy(x, w, b, labels, label_smoothing, jnp.dtype(dtype), rows)),
         pulled(reference))
     tol = 2e-2 if dtype == "bfloat16" else 1e-5  # bfloat16: the backward products round dlogits
     for a, r in zip(out, ref, strict=True):
@@ -116,15 +121,17 @@ def _ancestors(jaxpr) -> dict:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_weight_gradient_product_runs_after_the_input_gradient(dtype):
+@pytest.mark.parametrize("rows", [False, True])
+def test_weight_gradient_product_runs_after_the_input_gradient(dtype, rows):
     """The backward pass's [x, 1]^T @ dlogits depends on dlogits @ w, so XLA:CPU runs the two
     products one after the other rather than at once, one core each (BENCHMARKS.md)."""
     n, dim, vocab = 8, 5, 7
-    x, w, b = jnp.ones((n, dim)), jnp.ones((vocab, dim)), jnp.zeros(vocab)
+    x, w, b = jnp.ones((n, dim)), jnp.ones((vocab, dim) if rows else (dim, vocab)), jnp.zeros(vocab)
     labels = jnp.arange(n) % vocab
 
     def backward(x, w, b):
-        _, vjp = jax.vjp(lambda x, w, b: softmax_cross_entropy(x, w, b, labels, 0.0, jnp.dtype(dtype))[0], x, w, b)
+        _, vjp = jax.vjp(lambda x, w, b: softmax_cross_entropy(x, w, b, labels, 0.0, jnp.dtype(dtype), rows)[0],
+                         x, w, b)
         return vjp(jnp.ones(n))
 
     ancestors = _ancestors(jax.make_jaxpr(backward)(x, w, b).jaxpr)

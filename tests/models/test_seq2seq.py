@@ -302,6 +302,7 @@ def test_token_tables_give_the_steps_logits(name, dtype, atol):
     assert {d: [g.shape for g in gates] for d, gates in tables["source_gates"].items()} == {
         d: [(cfg.src_vocab_size, cfg.hidden_size)] * len(GATES[cfg.cell]) for d in directions}
     assert ("logits" in tables) == ("readout_kernel" in tables) == (embedding_columns(cfg) is not None)
+    assert ("output_rows" in tables) == (not cfg.tie_embeddings)
     plain = {k: v for k, v in ready.items() if k != TOKEN_TABLES}
     for repeat in (1, 2):
         state, step, _ = init_decoder(model, ready, b["src"], repeat=repeat, normalize=False)
@@ -326,7 +327,7 @@ def test_the_token_logits_table_has_a_size_limit(monkeypatch):
     monkeypatch.setattr(seq2seq, "TOKEN_LOGITS_MAX_BYTES", 4 * cfg.tgt_vocab_size ** 2 - 1)
     seq2seq._token_tables.clear_cache()  # the limit is read when the tables' function is traced
     try:
-        assert set(decoding_params(model, params)[TOKEN_TABLES]) == {"gates", "source_gates"}
+        assert set(decoding_params(model, params)[TOKEN_TABLES]) == {"gates", "source_gates", "output_rows"}
     finally:
         seq2seq._token_tables.clear_cache()
 
