@@ -180,7 +180,7 @@ def vocabulary_rows(kernel: jax.Array, dtype: Any) -> jax.Array:
     """The :class:`VocabularyLayer` kernel [dim, vocab] -> [vocab, dim] in ``dtype``, one row per
     word, as the tied embedding is: ``x @ rows^T`` contracts the right operand over its minor
     dimension, which XLA:CPU's bfloat16 kernels run up to 2.7 times faster than ``x @ kernel`` on a
-    decoding step's rows (BENCHMARKS.md, "The generator's kernel by rows"). Made once per
+    decoding step's rows (BENCHMARKS.md, "The generator's kernel stored by rows"). Made once per
     parameters (:func:`~s2s_jax.models.seq2seq.decoding_params`)."""
     return materialized_transpose(kernel.astype(dtype))
 
@@ -282,15 +282,14 @@ class Readout:
 
 def readout_kernel(kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:
     """kernel [vocab, dim] by rows (:func:`vocabulary_rows`) -> [vocab, dim - embed_columns] in
-    ``dtype``: the columns a
-    :class:`Readout` with :func:`token_logits` multiplies, cut once per parameters rather than once
-    per decoding call."""
+    ``dtype``: the columns a :class:`Readout` with :func:`token_logits` multiplies, cut once per
+    parameters rather than once per decoding call."""
     return kernel[:, :kernel.shape[1] - embed_columns].astype(dtype)
 
 
 def token_logits(embedding: jax.Array, kernel: jax.Array, embed_columns: int, dtype: Any) -> jax.Array:
     """embedding [tgt_vocab, embed] (the target embedding), kernel [vocab, dim] by rows
-    (:func:`vocabulary_rows`) whose last
-    ``embed_columns`` columns read it -> [tgt_vocab, vocab] float32, every token's share of the
-    logits (:class:`Readout`), with the products of a decoding step: in ``dtype``."""
+    (:func:`vocabulary_rows`) whose last ``embed_columns`` columns read it -> [tgt_vocab, vocab]
+    float32, every token's share of the logits (:class:`Readout`), with the products of a decoding
+    step: in ``dtype``."""
     return dot(embedding, kernel[:, kernel.shape[1] - embed_columns:], dtype, transpose_w=True)

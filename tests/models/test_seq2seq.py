@@ -317,6 +317,38 @@ def test_token_tables_give_the_steps_logits(name, dtype, atol):
             tokens = np.asarray(jnp.argmax(ref, -1))
 
 
+def _dot_generals(jaxpr):
+    """Every dot_general of a jaxpr, those of its inner jaxprs (jit, custom_vjp) included."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            yield eqn
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, (list, tuple)) else [value]:
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    yield from _dot_generals(inner)
+
+
+def test_a_decoding_step_reads_the_vocabulary_kernel_by_rows():
+    """With decoding_params, a bfloat16 step's vocabulary product reads ``output_rows`` [vocab, dim],
+    contracted over its minor dimension (the layout a step runs faster in); without them, the
+    stored [dim, vocab] kernel. (A float32 product states the transpose in its jaxpr, for XLA to fold.)"""
+    cfg = dataclasses.replace(tiny_model(cell="lstm"), dtype="bfloat16")
+    b = random_batch(3, 6, 5)
+    model, params = _init(cfg, b)
+
+    def vocabulary_products(p):
+        state, step, _ = init_decoder(model, p, b["src"], normalize=False)
+        jaxpr = jax.make_jaxpr(step)(state, b["tgt"][:, 0]).jaxpr
+        return [(tuple(e.invars[1].aval.shape), e.params["dimension_numbers"][0][1])
+                for e in _dot_generals(jaxpr) if e.outvars[0].aval.shape[-1] == cfg.tgt_vocab_size]
+
+    ready = decoding_params(model, params)
+    assert ready[TOKEN_TABLES]["output_rows"].shape == (cfg.tgt_vocab_size, cfg.hidden_size)
+    assert vocabulary_products(ready) == [((cfg.tgt_vocab_size, cfg.hidden_size), (1,))]
+    assert vocabulary_products(params) == [((cfg.hidden_size, cfg.tgt_vocab_size), (0,))]
+
+
 def test_the_token_logits_table_has_a_size_limit(monkeypatch):
     """A vocabulary whose [vocab, vocab] float32 table would pass TOKEN_LOGITS_MAX_BYTES gets the
     gates' table only; decoding then computes the embedding's share of the logits."""
