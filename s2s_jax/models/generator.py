@@ -148,8 +148,8 @@ def _softmax_cross_entropy_bwd(label_smoothing, dtype, rows, saved, grads):
     # 1.05x faster (BENCHMARKS.md, "The generator's two gradient products in turn"). A
     # non-finite dx comes from a non-finite low, which makes db non-finite anyway.
     ones = jnp.ones((x.shape[0], 1), x.dtype) * (1.0 + 0.0 * dx[:1, :1])
-    dwb = jax.lax.optimization_barrier(dot_tn(jnp.concatenate([x, ones], axis=1), low, dtype))
-    dw = dwb[:-1].T if rows else dwb[:-1]
+    dwb = dot_tn(jnp.concatenate([x, ones], axis=1), low, dtype)
+    dw = jax.lax.optimization_barrier(dwb)[:-1].T if rows else dwb[:-1]
     return dx, dw.astype(w.dtype), dwb[-1].astype(b.dtype), None
 
 

@@ -206,7 +206,7 @@ def decoding_params(model: Seq2Seq, params):
 def _token_tables(model: Seq2Seq, params) -> dict:
     tables = {"gates": model.apply({"params": params}, method=Seq2Seq.token_gates),
               "source_gates": source_token_gates(model.cfg, params["encoder"])}
-    if "output" not in params["decoder"]["generator"]:  # tied: the embedding is by rows already
+    if model.cfg.tie_embeddings:  # the embedding is by rows already
         return tables
     dtype = compute_dtype(model.cfg.dtype)
     rows = tables["output_rows"] = vocabulary_rows(params["decoder"]["generator"]["output"]["kernel"], dtype)
@@ -250,7 +250,7 @@ def init_decoder(model: Seq2Seq, params, src: jax.Array, repeat: int = 1,
     readout = None
     if memory is not None or "logits" in tables:
         output, dtype = params["decoder"]["generator"]["output"], compute_dtype(model.cfg.dtype)
-        kernel = tables.get("readout_kernel")
+        kernel = tables.get("readout_kernel", tables.get("output_rows"))
         kernel = vocabulary_rows(output["kernel"], dtype) if kernel is None else kernel
         readout = Readout.of(kernel, output["bias"], dtype, memory=memory, context_start=start or 0,
                              token_terms=tables.get("logits"))
