@@ -43,38 +43,57 @@ def hidden_of(kind: str, carry: Carry) -> jax.Array:
 
 
 def cell_forward(kind: str, kernels: Gates, biases: Gates, carry: Carry, x_proj: Gates,
-                 keep: jax.Array | None = None, dtype: Any = jnp.float32) -> tuple[Carry, tuple]:
-    """One step of a ``kind`` cell: (new carry, residuals for a backward pass).
+                 keep: jax.Array | None = None, dtype: Any = jnp.float32) -> tuple[Carry, tuple[Gates, tuple]]:
+    """One step of a ``kind`` cell: (new carry, residuals for a backward pass). The residuals
+    are (activations, others): one activation [batch, hidden] per gate, in the gates' order
+    (the GRU's r, z, n; the LSTM's i, f, g, o; the RNN's h'), and the other values the
+    derivative needs (the GRU's h, h_n; the LSTM's h, c, tanh(c'); the RNN's h).
 
-    kernels: per gate [hidden, hidden]; biases: per gate [hidden]; x_proj: per gate
-    [batch, hidden]; keep: [batch] bool, False leaves the row's carry unchanged (PAD); dtype:
-    the recurrent products' compute dtype.
+    kernels: per gate [hidden, hidden]; biases: per gate [hidden], or None where
+    :func:`fold_biases` has added it to ``x_proj``; x_proj: per gate [batch, hidden]; keep:
+    [batch] bool, False leaves the row's carry unchanged (PAD); dtype: the recurrent products'
+    compute dtype.
       rnn:  h' = tanh(x + W h + b)                                         (Elman 1990)
       gru:  r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r * h_n),
             h' = (1 - z) n + z h   (Cho et al. 2014, eqs. 5-8, reset gate after W_h as in cuDNN)
       lstm: i, f, o = s(.), g = tanh(.), c' = f c + i g, h' = o tanh(c')   (Hochreiter & Schmidhuber 1997)
     """
     h_prev = hidden_of(kind, carry)
-    hp = tuple(dot(h_prev, k, dtype) + b for k, b in zip(kernels, biases, strict=True))
+    hp = tuple(dot(h_prev, k, dtype) if b is None else dot(h_prev, k, dtype) + b
+               for k, b in zip(kernels, biases, strict=True))
     x = tuple(v.astype(jnp.float32) for v in x_proj)
     if kind == "gru":
         r = jax.nn.sigmoid(x[0] + hp[0])
         z = jax.nn.sigmoid(x[1] + hp[1])
         n = jnp.tanh(x[2] + r * hp[2])
-        new, res = (1.0 - z) * n + z * h_prev, (h_prev, r, z, n, hp[2])
+        new, res = (1.0 - z) * n + z * h_prev, ((r, z, n), (h_prev, hp[2]))
     elif kind == "lstm":
         c_prev = carry[0]
         i, f, o = (jax.nn.sigmoid(x[g] + hp[g]) for g in (0, 1, 3))
         g = jnp.tanh(x[2] + hp[2])
         c_new = f * c_prev + i * g
         tc = jnp.tanh(c_new)
-        new, res = (c_new, o * tc), (h_prev, c_prev, i, f, g, o, tc)
+        new, res = (c_new, o * tc), ((i, f, g, o), (h_prev, c_prev, tc))
     else:
         h_new = jnp.tanh(x[0] + hp[0])
-        new, res = h_new, (h_prev, h_new)
+        new, res = h_new, ((h_new,), (h_prev,))
     if keep is not None:
         new = select_carry(keep, new, carry)
     return new, res
+
+
+# How many leading gates add their recurrent bias outside any product with another gate
+# (x + W h + b): all but the GRU's candidate, whose bias is inside r * (W h + b).
+FOLDABLE = {"rnn": 1, "gru": 2, "lstm": 4}
+
+
+def fold_biases(kind: str, biases: Gates, x_proj: Gates) -> tuple[Gates, tuple[jax.Array | None, ...]]:
+    """(x_proj with each foldable gate's recurrent bias added, the biases with None in their
+    place), for :func:`cell_forward`: the same pre-activations, the bias added once over all
+    steps rather than inside the loop. x_proj: per gate [..., hidden]; biases: per gate [hidden]."""
+    n = FOLDABLE[kind]
+    return (tuple(x + b for x, b in zip(x_proj[:n], biases[:n], strict=True)) + tuple(x_proj[n:]),
+            (None,) * n + tuple(biases[n:]))
 
 
 def select_carry(keep: jax.Array, new: Carry, old: Carry) -> Carry:

@@ -26,7 +26,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from s2s_jax.models.cells import Carry, Gates, cell_forward, hidden_of
+from s2s_jax.models.cells import Carry, Gates, cell_forward, fold_biases, hidden_of
 from s2s_jax.models.matmul import dot, dot_tn
 
 
@@ -35,8 +35,9 @@ def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Arr
     GRU's candidate gradient after its reset gate (None for other cells)), all [batch, hidden].
     The recurrent projection's gate gradients are :func:`_recurrent_gate_grads` of the last two."""
     keep = m[:, None].astype(dy.dtype)
+    acts, others = res
     if kind == "gru":
-        h_prev, r, z, n, hn = res
+        (r, z, n), (h_prev, hn) = acts, others
         dh = (d_carry + dy) * keep
         dn = dh * (1.0 - z)
         da_n = dn * (1.0 - n * n)
@@ -46,7 +47,7 @@ def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Arr
         d_in = (da_r, da_z, da_n)
         d_prev = (d_carry + dy) * (1.0 - keep) + dh * z
     elif kind == "lstm":
-        h_prev, c_prev, i, f, g, o, tc = res
+        (i, f, g, o), (h_prev, c_prev, tc) = acts, others
         dc_next, dh_next = d_carry
         dh = (dh_next + dy) * keep
         dc = dc_next * keep + dh * o * (1.0 - tc * tc)
@@ -56,7 +57,7 @@ def _backward_step(kind: str, kernels: Gates, dtype, d_carry: Carry, dy: jax.Arr
         d_prev_c = dc_next * (1.0 - keep) + dc * f
         d_prev = (d_prev_c, (dh_next + dy) * (1.0 - keep))
     else:
-        h_prev, h_new = res
+        (h_new,) = acts
         dh = (d_carry + dy) * keep
         d_in, d_hn = (dh * (1.0 - h_new * h_new),), None
         d_prev = (d_carry + dy) * (1.0 - keep)
@@ -73,15 +74,30 @@ def _recurrent_gate_grads(d_in: Gates, d_hn: jax.Array | None) -> Gates:
     return d_in if d_hn is None else (*d_in[:2], d_hn)
 
 
-def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32):
+def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32, residuals=True):
+    """(final carry, outputs [time, batch, hidden], residuals): the residuals are the cell's
+    (activations, others), each [time, batch, hidden], or empty ones without ``residuals``."""
     kernels = tuple(k.astype(dtype) for k in kernels)  # once, not at every step
+    # The biases added once, outside the loop: inside it, each gate's exp or tanh read its bias
+    # per column, which XLA:CPU runs several times slower (BENCHMARKS.md, "Activations over
+    # their own buffers").
+    x_proj, biases = fold_biases(kind, biases, tuple(v.astype(jnp.float32) for v in x_proj))
 
-    def body(carry, inputs):
-        x, m = inputs
-        carry, res = cell_forward(kind, kernels, biases, carry, x, keep=m, dtype=dtype)
-        return carry, (hidden_of(kind, carry), res)
+    def body(state, inputs):
+        carry, xs = state
+        t, m = inputs
+        x = tuple(jax.lax.dynamic_index_in_dim(v, t, keepdims=False) for v in xs)
+        carry, (acts, others) = cell_forward(kind, kernels, biases, carry, x, keep=m, dtype=dtype)
+        if not residuals:
+            return (carry, xs), (hidden_of(kind, carry), ())
+        # Each gate's activation overwrites the step of its projection that was just read: as a
+        # scan output it would be a new buffer, which XLA zero-fills before the loop.
+        xs = tuple(jax.lax.dynamic_update_index_in_dim(v, a, t, 0) for v, a in zip(xs, acts, strict=True))
+        return (carry, xs), (hidden_of(kind, carry), others)
 
-    return jax.lax.scan(body, carry0, (x_proj, mask))
+    steps = jnp.arange(mask.shape[0])
+    (carry, acts), (ys, others) = jax.lax.scan(body, (carry0, x_proj), (steps, mask))
+    return carry, ys, (acts if residuals else (), others)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6))
@@ -89,28 +105,28 @@ def recurrence(kind: str, kernels: Gates, biases: Gates, x_proj: Gates, mask: ja
                carry0: Carry, dtype: str = "float32") -> tuple[Carry, jax.Array]:
     """(final carry, outputs [time, batch, hidden]) of a ``kind`` cell run over time, its
     products computed in ``dtype``."""
-    carry, (ys, _) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype)
+    carry, ys, _ = _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype, residuals=False)
     return carry, ys
 
 
 def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0, dtype):
-    carry, (ys, res) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype)
+    carry, ys, res = _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype)
     return (carry, ys), (kernels, mask, res)
 
 
 def _recurrence_bwd(kind, dtype, saved, grads):
-    kernels, mask, res = saved
+    kernels, mask, (acts, others) = saved
     d_final, d_ys = grads
     kernels_c = tuple(k.astype(dtype) for k in kernels)
 
     def body(d_carry, inputs):
-        dy, m, r = inputs
-        d_carry, d_in, d_hn = _backward_step(kind, kernels_c, dtype, d_carry, dy, m, r)
+        dy, m, a, o = inputs
+        d_carry, d_in, d_hn = _backward_step(kind, kernels_c, dtype, d_carry, dy, m, (a, o))
         return d_carry, (d_in, d_hn)
 
-    d_carry0, (d_x, d_hn) = jax.lax.scan(body, d_final, (d_ys, mask, res), reverse=True)
+    d_carry0, (d_x, d_hn) = jax.lax.scan(body, d_final, (d_ys, mask, acts, others), reverse=True)
     d_rec = _recurrent_gate_grads(d_x, d_hn)
-    h_prev = res[0]
+    h_prev = others[0]
     flat_h = h_prev.reshape(-1, h_prev.shape[-1])
     d_kernels = tuple(dot_tn(flat_h, d.reshape(-1, d.shape[-1]), dtype) for d in d_rec)
     d_biases = tuple(d.sum(axis=(0, 1)) for d in d_rec)

@@ -1,4 +1,5 @@
-"""The hand-written backward pass of ``recurrence`` against autodiff of the same scan."""
+"""``recurrence`` (its biases folded, its residuals written over its inputs, its hand-written
+backward pass) against autodiff of a plain scan of the cell."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2s_jax.models.cells import GATES
-from s2s_jax.models.recurrence import _scan_forward, recurrence
+from s2s_jax.models.cells import GATES, cell_forward
+from s2s_jax.models.recurrence import recurrence
 
 TIME, BATCH, HIDDEN = 6, 3, 5
 # Column b is row b's mask over time: full, a padded tail, and a PAD step in the middle
@@ -47,11 +48,35 @@ def test_backward_pass_equals_autodiff_of_the_scan(kind):
         return recurrence(kind, kernels, biases, x_proj, mask, carry0)
 
     def autodiff(kernels, biases, x_proj, carry0):
-        carry, (ys, _) = _scan_forward(kind, kernels, biases, x_proj, mask, carry0)
-        return carry, ys
+        def step(carry, inputs):
+            x, m = inputs
+            carry, _ = cell_forward(kind, kernels, biases, carry, x, keep=m)
+            return carry, carry[1] if kind == "lstm" else carry
+        return jax.lax.scan(step, carry0, (x_proj, mask))
 
+    for g, w in zip(jax.tree_util.tree_leaves(jax.jit(hand_written)(*args)),
+                    jax.tree_util.tree_leaves(jax.jit(autodiff)(*args)), strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-6)
     got = objective(hand_written)(*args)
     want = objective(autodiff)(*args)
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
         assert np.any(np.asarray(w) != 0)
         np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_forward_scan_writes_the_activations_over_the_projections(kind):
+    """The forward pass writes each gate's activation over its input projection (a loop carry):
+    its only stacked outputs are the hidden states and the other residuals, since XLA
+    zero-fills each stacked output's buffer before the loop."""
+    kernels, biases, x_proj, carry0 = _inputs(kind)
+    mask = jnp.asarray(MASK)
+
+    def forward(*args):
+        return jax.vjp(lambda k, b, x, c: recurrence(kind, k, b, x, mask, c), *args)[0]
+
+    eqns = jax.make_jaxpr(forward)(kernels, biases, x_proj, carry0).jaxpr.eqns
+    (scan,) = [e for e in eqns if e.primitive.name == "scan"]
+    others = {"rnn": 1, "gru": 2, "lstm": 3}[kind]
+    assert scan.params["num_carry"] == len(jax.tree_util.tree_leaves(carry0)) + len(GATES[kind])
+    assert len(scan.outvars) - scan.params["num_carry"] == 1 + others
