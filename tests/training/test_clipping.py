@@ -36,6 +36,18 @@ def test_clipping_matches_optax_below_and_above_the_threshold(scale):
     assert clipped == pytest.approx(min(1.0, float(optax.tree.norm(tree))), rel=1e-5)
 
 
+def test_clipping_scales_every_leaf_by_one_scalar():
+    """No per-element select: a gradient times one factor, which XLA fuses into Adam's passes."""
+    tree = _tree(3.0)
+    clip = clip_by_global_norm(1.0)
+    jaxpr = jax.make_jaxpr(clip.update)(tree, clip.init(tree)).jaxpr
+    producers = {id(v): e for e in jaxpr.eqns for v in e.outvars}
+    for out in jaxpr.outvars:
+        e = producers[id(out)]
+        assert e.primitive.name == "mul"
+        assert sorted(v.aval.shape == () for v in e.invars) == [False, True]
+
+
 @pytest.mark.parametrize("bad", [jnp.inf, jnp.nan])
 def test_non_finite_gradients_as_optax_treats_them(bad):
     tree = _tree(0.3)
