@@ -16,7 +16,10 @@ Shapes (time-major): x_proj: per gate [time, batch, hidden]; mask: [time, batch]
 (False at PAD: the state is carried unchanged); kernels: per gate [hidden, hidden];
 biases: per gate [hidden]; carry0: [batch, hidden] (LSTM: (c, h)).
 Gate formulas are :func:`s2s_jax.models.cells.cell_forward`; the backward pass
-below is their derivative, checked against autodiff in the tests.
+below is their derivative, checked against autodiff in the tests. The forward
+pass adds the recurrent biases to the projections before its loop
+(:func:`~s2s_jax.models.cells.fold_biases`) and writes each gate's activation,
+which the backward pass reads, over its projection's step.
 """
 
 from __future__ import annotations
@@ -78,9 +81,9 @@ def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32
     """(final carry, outputs [time, batch, hidden], residuals): the residuals are the cell's
     (activations, others), each [time, batch, hidden], or empty ones without ``residuals``."""
     kernels = tuple(k.astype(dtype) for k in kernels)  # once, not at every step
-    # The biases added once, outside the loop: inside it, each gate's exp or tanh read its bias
-    # per column, which XLA:CPU runs several times slower (BENCHMARKS.md, "Activations over
-    # their own buffers").
+    # The biases added once, outside the loop: inside it each gate's exp or tanh also read its
+    # bias per column, which XLA:CPU runs slower (BENCHMARKS.md, "Activations over their
+    # projections").
     x_proj, biases = fold_biases(kind, biases, tuple(v.astype(jnp.float32) for v in x_proj))
 
     def body(state, inputs):
