@@ -10,9 +10,14 @@ its whole working set in again, page by page, and the kernel zeroes every page f
   default) it faults in 2 MiB at a time: eight times fewer faults. In ``always`` mode the
   kernel does so unasked; in ``never`` mode nothing can.
 - ``glibc.malloc.mmap_max=0`` and a ``glibc.malloc.trim_threshold`` of 1 TiB (glibc >= 2.26)
-  make malloc serve every block from its heaps and never hand freed memory back, so the next
+  make malloc serve blocks from its heaps and never hand freed memory back, so the next
   step's buffers reuse the last step's pages instead of the kernel zeroing fresh ones (a
   threshold alone cannot: glibc caps ``mmap_threshold`` at 32 MiB, below XLA's buffers).
+  A block that a worker thread's arena cannot hold in its heaps (64 MiB each) is still mapped
+  and unmapped with ``mmap``, whatever ``mmap_max`` says: the ``lstm`` train step's 523 MB
+  temporary buffer, about 510 faults a step. ``glibc.malloc.arena_max=1`` would keep it too,
+  but did not change the step's median time (BENCHMARKS.md, "The step's temporary buffer"),
+  so it is not set.
 
 glibc reads its tunables only when a process starts, so the programs (``s2s-train``,
 ``s2s-eval``, ``s2s-translate``, the experiment scripts and the benchmarks) re-execute

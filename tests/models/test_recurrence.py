@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2s_jax.models.cells import GATES, cell_forward
+from s2s_jax.models.cells import GATES, cell_forward, hidden_of
 from s2s_jax.models.recurrence import recurrence
 
 TIME, BATCH, HIDDEN = 6, 3, 5
@@ -51,7 +51,7 @@ def test_backward_pass_equals_autodiff_of_the_scan(kind):
         def step(carry, inputs):
             x, m = inputs
             carry, _ = cell_forward(kind, kernels, biases, carry, x, keep=m)
-            return carry, carry[1] if kind == "lstm" else carry
+            return carry, hidden_of(kind, carry)
         return jax.lax.scan(step, carry0, (x_proj, mask))
 
     for g, w in zip(jax.tree_util.tree_leaves(jax.jit(hand_written)(*args)),
