@@ -19,7 +19,10 @@ Gate formulas are :func:`s2s_jax.models.cells.cell_forward`; the backward pass
 below is their derivative, checked against autodiff in the tests. The forward
 pass adds the recurrent biases to the projections before its loop
 (:func:`~s2s_jax.models.cells.fold_biases`) and writes each gate's activation,
-which the backward pass reads, over its projection's step.
+which the backward pass reads, over its projection's step. The backward pass
+writes its gate gradients as the products read them, rounded to the compute
+dtype: the weight gradients are the same, and the biases' are sums of the
+rounded gate gradients (as the vocabulary layer's bias gradient is).
 """
 
 from __future__ import annotations
@@ -77,6 +80,19 @@ def _recurrent_gate_grads(d_in: Gates, d_hn: jax.Array | None) -> Gates:
     return d_in if d_hn is None else (*d_in[:2], d_hn)
 
 
+def _as_bits(x: jax.Array) -> jax.Array:
+    """A 16-bit float array as its bits (uint16), other arrays unchanged: how a scan's stacked
+    output of bfloat16 travels. XLA:CPU updates a bfloat16 buffer by converting all of it to
+    float32 and back at every step (BENCHMARKS.md, "Gate gradients in bfloat16"); an integer
+    one it updates in place."""
+    return jax.lax.bitcast_convert_type(x, jnp.uint16) if x.dtype.itemsize == 2 else x
+
+
+def _from_bits(x: jax.Array, dtype) -> jax.Array:
+    """The inverse of :func:`_as_bits` for arrays of ``dtype``."""
+    return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
+
+
 def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32, residuals=True):
     """(final carry, outputs [time, batch, hidden], residuals): the residuals are the cell's
     (activations, others), each [time, batch, hidden], or empty ones without ``residuals``."""
@@ -121,19 +137,23 @@ def _recurrence_bwd(kind, dtype, saved, grads):
     kernels, mask, (acts, others) = saved
     d_final, d_ys = grads
     kernels_c = tuple(k.astype(dtype) for k in kernels)
+    low = jnp.dtype(dtype)
 
     def body(d_carry, inputs):
         dy, m, a, o = inputs
         d_carry, d_in, d_hn = _backward_step(kind, kernels_c, dtype, d_carry, dy, m, (a, o))
-        return d_carry, (d_in, d_hn)
+        # The gate gradients as this step's products read them. Written in float32 as well, XLA
+        # computed each gate's gradient twice, once for each write.
+        return d_carry, jax.tree_util.tree_map(lambda d: _as_bits(d.astype(low)), (d_in, d_hn))
 
-    d_carry0, (d_x, d_hn) = jax.lax.scan(body, d_final, (d_ys, mask, acts, others), reverse=True)
+    d_carry0, bits = jax.lax.scan(body, d_final, (d_ys, mask, acts, others), reverse=True)
+    d_x, d_hn = jax.tree_util.tree_map(lambda b: _from_bits(b, low), bits)
     d_rec = _recurrent_gate_grads(d_x, d_hn)
     h_prev = others[0]
     flat_h = h_prev.reshape(-1, h_prev.shape[-1])
     d_kernels = tuple(dot_tn(flat_h, d.reshape(-1, d.shape[-1]), dtype) for d in d_rec)
-    d_biases = tuple(d.sum(axis=(0, 1)) for d in d_rec)
-    return d_kernels, d_biases, d_x, None, d_carry0
+    d_biases = tuple(d.astype(jnp.float32).sum(axis=(0, 1)) for d in d_rec)
+    return d_kernels, d_biases, tuple(d.astype(jnp.float32) for d in d_x), None, d_carry0
 
 
 recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

