@@ -22,7 +22,9 @@ pass adds the recurrent biases to the projections before its loop
 which the backward pass reads, over its projection's step. The backward pass
 writes its gate gradients as the products read them, rounded to the compute
 dtype: the weight gradients are the same, and the biases' are sums of the
-rounded gate gradients (as the vocabulary layer's bias gradient is).
+rounded gate gradients (as the vocabulary layer's bias gradient is). The LSTM's
+and RNN's previous hidden states, which only the weight gradients read, are
+kept rounded to the compute dtype too.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32
         # Each gate's activation overwrites the step of its projection that was just read: as a
         # scan output it would be a new buffer, which XLA zero-fills before the loop.
         xs = tuple(jax.lax.dynamic_update_index_in_dim(v, a, t, 0) for v, a in zip(xs, acts, strict=True))
+        if kind != "gru":  # h_prev: only the weight gradient reads it, rounded as the product here
+            others = (_as_bits(others[0].astype(dtype)), *others[1:])
         return (carry, xs), (hidden_of(kind, carry), others)
 
     steps = jnp.arange(mask.shape[0])
@@ -135,6 +139,8 @@ def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0, dtype):
 
 def _recurrence_bwd(kind, dtype, saved, grads):
     kernels, mask, (acts, others) = saved
+    if kind != "gru":
+        others = (_from_bits(others[0], jnp.dtype(dtype)), *others[1:])
     d_final, d_ys = grads
     kernels_c = tuple(k.astype(dtype) for k in kernels)
     low = jnp.dtype(dtype)

@@ -137,3 +137,21 @@ def test_bfloat16_backward_scan_writes_the_gate_gradients_as_bits(kind):
     stacked = backward.outvars[backward.params["num_carry"]:]
     assert len(stacked) == len(GATES[kind]) + (kind == "gru")
     assert {v.aval.dtype for v in stacked} == {jnp.dtype(jnp.uint16)}
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_bfloat16_forward_scan_keeps_the_previous_state_as_bits(kind):
+    """In bfloat16 the forward scan writes the LSTM's and RNN's previous hidden state, which only
+    the weight gradient reads (rounded), as bfloat16 bits; the GRU's, which its update gate's
+    gradient reads, stays float32, as do the outputs and the other residuals."""
+    kernels, biases, x_proj, carry0 = _inputs(kind)
+    mask = jnp.asarray(MASK)
+
+    def loss(x_proj):
+        return recurrence(kind, kernels, biases, x_proj, mask, carry0, "bfloat16")[1].sum()
+
+    eqns = jax.make_jaxpr(jax.grad(loss))(x_proj).jaxpr.eqns
+    (forward,) = [e for e in eqns if e.primitive.name == "scan" and not e.params["reverse"]]
+    ys, h_prev, *rest = (v.aval.dtype for v in forward.outvars[forward.params["num_carry"]:])
+    assert h_prev == (jnp.float32 if kind == "gru" else jnp.uint16)
+    assert {ys, *rest} == {jnp.dtype(jnp.float32)}
