@@ -95,6 +95,11 @@ def _from_bits(x: jax.Array, dtype) -> jax.Array:
     return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
 
 
+# Cells whose derivative reads the previous hidden state only in the weight gradient's product, so
+# the forward pass keeps it rounded to the compute dtype (the GRU's update gate reads it too).
+_H_PREV_ROUNDED = ("lstm", "rnn")
+
+
 def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32, residuals=True):
     """(final carry, outputs [time, batch, hidden], residuals): the residuals are the cell's
     (activations, others), each [time, batch, hidden], or empty ones without ``residuals``."""
@@ -114,7 +119,7 @@ def _scan_forward(kind, kernels, biases, x_proj, mask, carry0, dtype=jnp.float32
         # Each gate's activation overwrites the step of its projection that was just read: as a
         # scan output it would be a new buffer, which XLA zero-fills before the loop.
         xs = tuple(jax.lax.dynamic_update_index_in_dim(v, a, t, 0) for v, a in zip(xs, acts, strict=True))
-        if kind != "gru":  # h_prev: only the weight gradient reads it, rounded as the product here
+        if kind in _H_PREV_ROUNDED:
             others = (_as_bits(others[0].astype(dtype)), *others[1:])
         return (carry, xs), (hidden_of(kind, carry), others)
 
@@ -139,11 +144,11 @@ def _recurrence_fwd(kind, kernels, biases, x_proj, mask, carry0, dtype):
 
 def _recurrence_bwd(kind, dtype, saved, grads):
     kernels, mask, (acts, others) = saved
-    if kind != "gru":
-        others = (_from_bits(others[0], jnp.dtype(dtype)), *others[1:])
-    d_final, d_ys = grads
-    kernels_c = tuple(k.astype(dtype) for k in kernels)
     low = jnp.dtype(dtype)
+    if kind in _H_PREV_ROUNDED:
+        others = (_from_bits(others[0], low), *others[1:])
+    d_final, d_ys = grads
+    kernels_c = tuple(k.astype(low) for k in kernels)
 
     def body(d_carry, inputs):
         dy, m, a, o = inputs

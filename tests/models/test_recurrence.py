@@ -121,11 +121,9 @@ def test_bfloat16_backward_pass_rounds_the_gate_gradients_only(kind):
         np.testing.assert_allclose(g, w, atol=2.0 ** -7 * float(np.max(np.abs(w))), rtol=2.0 ** -7)
 
 
-@pytest.mark.parametrize("kind", sorted(GATES))
-def test_bfloat16_backward_scan_writes_the_gate_gradients_as_bits(kind):
-    """The backward scan's stacked outputs are the bfloat16 gate gradients' bits (uint16):
-    XLA:CPU updates a bfloat16 buffer in a loop by converting all of it to float32 and back at
-    every step, an integer one in place."""
+def _bfloat16_stacked_outputs(kind, reverse):
+    """The dtypes of the stacked outputs of the forward (or, ``reverse``, the backward) scan in
+    the jaxpr of a bfloat16 recurrence's gradient."""
     kernels, biases, x_proj, carry0 = _inputs(kind)
     mask = jnp.asarray(MASK)
 
@@ -133,10 +131,18 @@ def test_bfloat16_backward_scan_writes_the_gate_gradients_as_bits(kind):
         return recurrence(kind, kernels, biases, x_proj, mask, carry0, "bfloat16")[1].sum()
 
     eqns = jax.make_jaxpr(jax.grad(loss))(x_proj).jaxpr.eqns
-    (backward,) = [e for e in eqns if e.primitive.name == "scan" and e.params["reverse"]]
-    stacked = backward.outvars[backward.params["num_carry"]:]
+    (scan,) = [e for e in eqns if e.primitive.name == "scan" and e.params["reverse"] == reverse]
+    return [v.aval.dtype for v in scan.outvars[scan.params["num_carry"]:]]
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_bfloat16_backward_scan_writes_the_gate_gradients_as_bits(kind):
+    """The backward scan's stacked outputs are the bfloat16 gate gradients' bits (uint16):
+    XLA:CPU updates a bfloat16 buffer in a loop by converting all of it to float32 and back at
+    every step, an integer one in place."""
+    stacked = _bfloat16_stacked_outputs(kind, reverse=True)
     assert len(stacked) == len(GATES[kind]) + (kind == "gru")
-    assert {v.aval.dtype for v in stacked} == {jnp.dtype(jnp.uint16)}
+    assert set(stacked) == {jnp.dtype(jnp.uint16)}
 
 
 @pytest.mark.parametrize("kind", sorted(GATES))
@@ -144,14 +150,6 @@ def test_bfloat16_forward_scan_keeps_the_previous_state_as_bits(kind):
     """In bfloat16 the forward scan writes the LSTM's and RNN's previous hidden state, which only
     the weight gradient reads (rounded), as bfloat16 bits; the GRU's, which its update gate's
     gradient reads, stays float32, as do the outputs and the other residuals."""
-    kernels, biases, x_proj, carry0 = _inputs(kind)
-    mask = jnp.asarray(MASK)
-
-    def loss(x_proj):
-        return recurrence(kind, kernels, biases, x_proj, mask, carry0, "bfloat16")[1].sum()
-
-    eqns = jax.make_jaxpr(jax.grad(loss))(x_proj).jaxpr.eqns
-    (forward,) = [e for e in eqns if e.primitive.name == "scan" and not e.params["reverse"]]
-    ys, h_prev, *rest = (v.aval.dtype for v in forward.outvars[forward.params["num_carry"]:])
+    ys, h_prev, *rest = _bfloat16_stacked_outputs(kind, reverse=False)
     assert h_prev == (jnp.float32 if kind == "gru" else jnp.uint16)
     assert {ys, *rest} == {jnp.dtype(jnp.float32)}
