@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.decode import TORCH_ENVS, TORCH_REFERENCE, last_json, run_torch, torch_variant
+from benchmarks.decode import TORCH_ENVS, TORCH_REFERENCE, last_json, machine_dtypes, run_torch, torch_variant
 from s2s_jax.hugepages import describe as describe_host_memory
 from s2s_jax.hugepages import reexec_with_huge_pages
 
@@ -38,10 +38,14 @@ def main() -> None:
     p.add_argument("--torch-reference", type=Path, default=TORCH_REFERENCE)
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-decode", action="store_true")
-    p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"], default=["bfloat16", "float32"],
-                   help="the JAX side's precisions; ratios are of the first")
-    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"],
-                   help="the PyTorch reference's precisions (bfloat16: torch.autocast)")
+    here = machine_dtypes()
+    p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"],
+                   default=[here[0], "float32" if here[0] == "bfloat16" else "bfloat16"],
+                   help="the JAX side's precisions; ratios are of the first (default: bfloat16 and float32, "
+                        "the fastest here first)")
+    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=here[::-1],
+                   help="the PyTorch reference's precisions (bfloat16: torch.autocast; default: float32, and "
+                        "bfloat16 where the CPU has bfloat16 units)")
     p.add_argument("--torch-envs", nargs="+", choices=list(TORCH_ENVS), default=list(TORCH_ENVS),
                    help="the reference's malloc (benchmarks.decode --torch-envs)")
     p.add_argument("--ablate-recurrence", action="store_true",
@@ -80,7 +84,8 @@ def main() -> None:
             "jax_achieved_gflop_s": spread([j["achieved_gflop_s"] for j in best], 1),
             "machine_matmul_gflop_s": {k: spread([j[f"matmul_gflop_s_{k}"] for j in best], 1)
                                        for k in ("float32", "bfloat16")},
-            "jax_utilisation_of_bfloat16_rate": spread([j["utilisation_bfloat16"] for j in best], 3),
+            "fastest_matmul_dtype": best[-1]["fastest_matmul_dtype"],
+            "jax_utilisation_of_fastest_rate": spread([j["utilisation"] for j in best], 3),
             "jax": best[-1]["impl"], "params": best[-1]["params"],
         }
         for d, runs in torch_runs.items():

@@ -45,10 +45,19 @@ from s2s_jax.hugepages import (
     without_malloc_tunables,
 )
 from s2s_jax.models.seq2seq import Seq2Seq, decoding_params
+from s2s_jax.precision import auto_dtype
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
 TORCH_ENVS = ("default", "huge-pages")  # the reference's malloc: as a user starts it, or as this side runs
+
+
+def machine_dtypes() -> list[str]:
+    """The precisions worth timing here, the fastest first: ``model.dtype="auto"``'s choice, then
+    the other one where that is bfloat16. On a CPU without bfloat16 units PyTorch's autocast is no
+    peer: its LSTM raises (oneDNN has no primitive for it) and its attention step runs some 100
+    times slower than in float32 (BENCHMARKS.md, "An AMD EPYC Zen 3")."""
+    return ["bfloat16", "float32"] if auto_dtype()[0] == "bfloat16" else ["float32"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,9 +72,11 @@ def parse_args() -> argparse.Namespace:
                    help="the PyTorch reference script (default: ../shared/bench/torch_reference.py from the repo)")
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-torch", action="store_true", help="time the JAX side only")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the JAX model's dtype")
-    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32"],
-                   help="the PyTorch reference's precisions (bfloat16: torch.autocast), each timed every round")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=machine_dtypes()[0],
+                   help="the JAX model's dtype (default: the fastest here)")
+    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=machine_dtypes()[::-1],
+                   help="the PyTorch reference's precisions (bfloat16: torch.autocast), each timed every round "
+                        "(default: float32, and bfloat16 where the CPU has bfloat16 units)")
     p.add_argument("--torch-envs", nargs="+", choices=list(TORCH_ENVS), default=list(TORCH_ENVS),
                    help="the reference's malloc: default (4 KiB pages unless the kernel's mode is always) "
                         "and/or huge-pages (this side's malloc tunables, s2s_jax.hugepages: huge pages, "
@@ -80,9 +91,13 @@ def torch_variant(dtype: str, env: str) -> str:
 
 
 def last_json(cmd: list[str], env: dict[str, str] | None = None) -> dict:
-    """The last line of the program ``cmd``'s standard output, a JSON object."""
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """The last line of the program ``cmd``'s standard output, a JSON object; a program that fails
+    ends this one with the last line it wrote to standard error."""
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["(nothing on standard error)"])[-1]
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {' '.join(cmd[1:])} exited with status {run.returncode}: {last}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def run_torch(cmd: list[str], env: str) -> dict:
