@@ -72,9 +72,10 @@ def parse_args() -> argparse.Namespace:
                    help="the PyTorch reference script (default: ../shared/bench/torch_reference.py from the repo)")
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--no-torch", action="store_true", help="time the JAX side only")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=machine_dtypes()[0],
+    here = machine_dtypes()
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=here[0],
                    help="the JAX model's dtype (default: the fastest here)")
-    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=machine_dtypes()[::-1],
+    p.add_argument("--torch-dtypes", nargs="+", choices=["float32", "bfloat16"], default=here[::-1],
                    help="the PyTorch reference's precisions (bfloat16: torch.autocast), each timed every round "
                         "(default: float32, and bfloat16 where the CPU has bfloat16 units)")
     p.add_argument("--torch-envs", nargs="+", choices=list(TORCH_ENVS), default=list(TORCH_ENVS),
