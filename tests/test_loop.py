@@ -8,9 +8,11 @@ import os
 import pytest
 
 import s2s_jax as s2s
+from s2s_jax.data.dataset import prepare_data
 from s2s_jax.errors import ConfigError
 from s2s_jax.loop import run
 from s2s_jax.summary import read_metrics
+from tests.conftest import run_optimised
 
 pytestmark = pytest.mark.xdist_group("copy_run")  # one worker trains the copy run for all
 
@@ -24,23 +26,25 @@ def copy_config():
 
 
 @pytest.fixture(scope="session")  # module scope is rebuilt when xdist interleaves other modules
-def copy_run(tmp_path_factory):
+def copy_run(tmp_path_factory) -> str:
     workdir = str(tmp_path_factory.mktemp("copy"))
-    return workdir, run(copy_config(), workdir)
+    run_optimised(copy_config(), workdir)
+    return workdir
 
 
 def test_copy_task_is_learnt(copy_run):
-    workdir, _ = copy_run
+    workdir = copy_run
     test = [m for m in read_metrics(workdir) if m["split"] == "test"]
     assert len(test) == 1 and test[0]["examples"] == 200
     assert test[0]["exact_match"] == 1.0
 
 
 def test_run_leaves_config_metrics_and_checkpoints(copy_run):
-    workdir, result = copy_run
+    workdir = copy_run
     with open(os.path.join(workdir, "config.json")) as f:
         saved = s2s.Config.from_dict(json.load(f))
-    assert saved == result.data.config and saved.model.src_vocab_size == result.data.src_tokenizer.vocab_size
+    data = prepare_data(copy_config(), workdir, ("test",))  # the run's tokenizers, read back
+    assert saved == data.config and saved.model.src_vocab_size == data.src_tokenizer.vocab_size
     records = read_metrics(workdir)
     assert [(r["step"], r["split"]) for r in records] == [
         (125, "train"), (250, "train"), (250, "validation"), (375, "train"), (500, "train"),
@@ -56,7 +60,7 @@ def test_run_leaves_config_metrics_and_checkpoints(copy_run):
 
 
 def test_workdir_with_another_config_is_refused_and_left_alone(copy_run):
-    workdir, _ = copy_run
+    workdir = copy_run
     before = {f: os.path.getmtime(os.path.join(workdir, f)) for f in ("config.json", "metrics.jsonl")}
     with pytest.raises(ConfigError, match=r"model\.hidden_size=64, not 32"):
         run(copy_config().replace(model={"hidden_size": 32}), workdir)
@@ -64,7 +68,7 @@ def test_workdir_with_another_config_is_refused_and_left_alone(copy_run):
 
 
 def test_finished_run_is_not_retrained(copy_run):
-    workdir, _ = copy_run
+    workdir = copy_run
     n = len(read_metrics(workdir))
     result = run(copy_config(), workdir)
     assert int(result.state.step) == 500 and len(read_metrics(workdir)) == n

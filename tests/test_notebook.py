@@ -12,6 +12,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+from tests.conftest import optimised_env
+
 NOTEBOOK = os.path.join(os.path.dirname(__file__), os.pardir, "notebooks", "quickstart.ipynb")
 KERNEL = "s2s-jax-test"
 
@@ -53,7 +55,7 @@ def test_notebook_runs_without_errors(tmp_path):
     client = NotebookClient(nb, km=kernel_running_this_python(tmp_path), timeout=300,
                             resources={"metadata": {"path": str(work)}})
     try:
-        client.execute()  # raises CellExecutionError, naming the cell, on the first error
+        client.execute(env=optimised_env())  # raises CellExecutionError, naming the cell, on the first error
     except Exception as e:
         pytest.fail(f"the notebook failed: {e}")
     code = [c for c in nb.cells if c.cell_type == "code"]
