@@ -33,10 +33,12 @@ from s2s_jax.vocab import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
 
 SRC_VOCAB, TGT_VOCAB = 13, 11
 
+
 def optimised_env() -> dict[str, str]:
     """This process's environment with the caller's XLA flags: a subprocess compiles at XLA's
     default optimisation level, where a run of hundreds of steps saves more than it costs."""
     return dict(os.environ, XLA_FLAGS=_XLA_FLAGS)
+
 
 def tiny_model(**overrides) -> ModelConfig:
     """A model small enough to compile in seconds; any field can be overridden."""
@@ -44,6 +46,7 @@ def tiny_model(**overrides) -> ModelConfig:
     if overrides.get("bidirectional"):
         base["bridge"] = "linear"
     return ModelConfig(**{**base, **overrides})
+
 
 def random_batch(batch: int, src_len: int, tgt_len: int, seed: int = 0, min_len: int = 1,
                  src_vocab: int = SRC_VOCAB, tgt_vocab: int = TGT_VOCAB) -> dict[str, np.ndarray]:
@@ -61,6 +64,7 @@ def random_batch(batch: int, src_len: int, tgt_len: int, seed: int = 0, min_len:
         tgt[b, m + 1] = EOS_ID
     return {"src": src, "tgt": tgt}
 
+
 def run_optimised(cfg: Config, workdir: str) -> None:
     """``s2s_jax.loop.run(cfg, workdir)`` in a subprocess of :func:`optimised_env`."""
     code = ("import json, sys; from s2s_jax.config import Config; from s2s_jax.loop import run; "
@@ -69,11 +73,12 @@ def run_optimised(cfg: Config, workdir: str) -> None:
                           env=optimised_env(), capture_output=True, text=True)
     assert done.returncode == 0, f"the run failed:\n{done.stderr[-4000:]}"
 
+
 @pytest.fixture
 def batch() -> dict[str, np.ndarray]:
     return random_batch(4, 7, 6)
 
+
 def pytest_unconfigure(config):
     if _OWN_CACHE and not hasattr(config, "workerinput"):  # the process that made the cache removes it
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-
