@@ -9,8 +9,10 @@ encoder-decoder with the context vector fed to every decoder step and to the out
 
 from paper import main
 
+from s2s_jax.compilation_cache import use_compilation_cache
 from s2s_jax.hugepages import reexec_with_huge_pages
 
 if __name__ == "__main__":
     reexec_with_huge_pages()
+    use_compilation_cache()
     main("cho2014", __doc__)

@@ -10,8 +10,10 @@ Networks", on the Bahdanau attention model (preset ``scheduled_sampling``).
 
 from paper import main
 
+from s2s_jax.compilation_cache import use_compilation_cache
 from s2s_jax.hugepages import reexec_with_huge_pages
 
 if __name__ == "__main__":
     reexec_with_huge_pages()
+    use_compilation_cache()
     main("scheduled_sampling", __doc__)

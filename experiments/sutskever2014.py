@@ -10,8 +10,10 @@ initial state, learning-rate halving (driving Adam; ``--train.optimizer sgd --tr
 
 from paper import main
 
+from s2s_jax.compilation_cache import use_compilation_cache
 from s2s_jax.hugepages import reexec_with_huge_pages
 
 if __name__ == "__main__":
     reexec_with_huge_pages()
+    use_compilation_cache()
     main("sutskever2014", __doc__)

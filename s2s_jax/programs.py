@@ -1,16 +1,23 @@
 """The console programs of ``[project.scripts]`` that run XLA: each first re-executes its
-interpreter with tuned malloc (:mod:`s2s_jax.hugepages`), then runs its command from
-:mod:`s2s_jax.cli`. The command line is imported after the re-execution, which would
-otherwise import its libraries (several seconds) twice."""
+interpreter with tuned malloc (:mod:`s2s_jax.hugepages`), turns on the persistent compilation
+cache (:mod:`s2s_jax.compilation_cache`), then runs its command from :mod:`s2s_jax.cli`. The
+libraries are imported after the re-execution, which would otherwise import them (several
+seconds) twice."""
 
 from __future__ import annotations
 
 from s2s_jax.hugepages import reexec_with_huge_pages
 
 
+def _use_compilation_cache() -> None:
+    from s2s_jax.compilation_cache import use_compilation_cache
+    use_compilation_cache()
+
+
 def train() -> None:
     """``s2s-train``: :func:`s2s_jax.cli.train_main`."""
     reexec_with_huge_pages()
+    _use_compilation_cache()
     from s2s_jax.cli import train_main
     train_main()
 
@@ -18,6 +25,7 @@ def train() -> None:
 def evaluate() -> None:
     """``s2s-eval``: :func:`s2s_jax.cli.eval_main`."""
     reexec_with_huge_pages()
+    _use_compilation_cache()
     from s2s_jax.cli import eval_main
     eval_main()
 
@@ -25,5 +33,6 @@ def evaluate() -> None:
 def translate() -> None:
     """``s2s-translate``: :func:`s2s_jax.cli.translate_main`."""
     reexec_with_huge_pages()
+    _use_compilation_cache()
     from s2s_jax.cli import translate_main
     translate_main()

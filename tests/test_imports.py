@@ -13,7 +13,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Lowest first. A module may import the modules of lower layers and, within its own unit, others
 # of that unit (acyclically).
 LAYERS = [
-    ("errors", "hugepages"),
+    ("errors", "hugepages", "compilation_cache"),
     ("config", "fileio"),
     ("presets", "precision", "vocab", "summary", "significance"),
     ("data",),
@@ -35,7 +35,8 @@ LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 # and the programs' launcher, which imports the command line only once it has re-executed itself.
 LAZY = {("s2s_jax.data.sources", "s2s_jax.data.tfds_text"), ("s2s_jax.programs", "s2s_jax.cli"),
         ("s2s_jax.programs", "s2s_jax.cli.train_main"), ("s2s_jax.programs", "s2s_jax.cli.eval_main"),
-        ("s2s_jax.programs", "s2s_jax.cli.translate_main")}
+        ("s2s_jax.programs", "s2s_jax.cli.translate_main"), ("s2s_jax.programs", "s2s_jax.compilation_cache"),
+        ("s2s_jax.programs", "s2s_jax.compilation_cache.use_compilation_cache")}
 
 
 def modules() -> dict[str, str]:

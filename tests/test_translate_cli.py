@@ -11,6 +11,7 @@ import pytest
 
 import s2s_jax as s2s
 from s2s_jax.cli import translate_main
+from s2s_jax.compilation_cache import default_cache_dir
 from tests.test_translator import SENTENCES, build_workdir
 
 pytestmark = pytest.mark.xdist_group("translator_run")  # shares build_workdir with test_translator.py
@@ -70,6 +71,19 @@ def test_standard_input_is_translated_line_by_line_as_it_arrives(workdir, transl
         proc.wait()
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             pipe.close()
+
+
+def test_the_program_keeps_its_compiled_programs_in_the_users_cache(workdir, translator, source, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # the tests' own cache
+    env.update(JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    out = tmp_path / "out.txt"
+    done = subprocess.run([BIN, "--workdir", workdir, "-i", source, "-o", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().split("\n")[:-1] == translator.translate([*SENTENCES, "z9" * 12])
+    entries = os.listdir(default_cache_dir({"XDG_CACHE_HOME": str(tmp_path / "cache")}))
+    assert any(e.startswith("jit_greedy_decode-") for e in entries), entries
 
 
 @pytest.mark.parametrize("args, message", [
