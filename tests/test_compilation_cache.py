@@ -24,7 +24,8 @@ def no_cache():
     """This process without a compilation cache (the tests' own, from tests/conftest.py, is set
     aside), restored afterwards."""
     saved = {name: getattr(jax.config, name) for name in (
-        "jax_compilation_cache_dir", "jax_compilation_cache_max_size", "jax_persistent_cache_min_compile_time_secs")}
+        "jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_compilation_cache_max_size",
+        "jax_persistent_cache_min_compile_time_secs")}
     jax.config.update("jax_compilation_cache_dir", None)
     jax_cache.reset_cache()
     yield
@@ -33,21 +34,21 @@ def no_cache():
     jax_cache.reset_cache()
 
 
-def test_a_callers_directory_or_switch_stands(tmp_path, no_cache):
+def test_a_callers_directory_or_switch_stands(tmp_path, no_cache, caplog):
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
     assert use_compilation_cache(env) == str(tmp_path / "mine")
     assert jax.config.jax_compilation_cache_max_size == -1
     jax.config.update("jax_compilation_cache_dir", None)
     jax.config.update("jax_enable_compilation_cache", False)
-    try:
-        assert use_compilation_cache(env) is None
-        assert jax.config.jax_compilation_cache_dir is None
-    finally:
-        jax.config.update("jax_enable_compilation_cache", True)
-    (tmp_path / "file").write_text("")  # a directory that cannot be created: no cache, a warning
+    assert use_compilation_cache(env) is None
+    assert jax.config.jax_compilation_cache_dir is None
+    jax.config.update("jax_enable_compilation_cache", True)
+    (tmp_path / "file").write_text("")  # a directory that cannot be created: no cache, one warning naming it
     assert use_compilation_cache({"XDG_CACHE_HOME": str(tmp_path / "file")}) is None
     assert jax.config.jax_compilation_cache_dir is None
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"Compiled programs are not cached: [Errno 20] Not a directory: '{tmp_path / 'file'}")
 
 
 def test_a_program_compiled_once_is_loaded_from_the_cache(tmp_path, no_cache):

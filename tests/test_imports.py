@@ -32,7 +32,7 @@ LAYERS = [
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 # Function-level imports allowed: a module built on an optional dependency that takes seconds to import,
-# and the programs' launcher, which imports the command line only once it has re-executed itself.
+# and the programs' launcher, which imports the command line and JAX only once it has re-executed itself.
 LAZY = {("s2s_jax.data.sources", "s2s_jax.data.tfds_text"), ("s2s_jax.programs", "s2s_jax.cli"),
         ("s2s_jax.programs", "s2s_jax.cli.train_main"), ("s2s_jax.programs", "s2s_jax.cli.eval_main"),
         ("s2s_jax.programs", "s2s_jax.cli.translate_main"), ("s2s_jax.programs", "s2s_jax.compilation_cache"),
