@@ -7,10 +7,8 @@ Translate": a bidirectional GRU encoder and additive attention (preset ``bahdana
 
 from paper import main
 
-from s2s_jax.compilation_cache import use_compilation_cache
-from s2s_jax.hugepages import reexec_with_huge_pages
+from s2s_jax.programs import start_program
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()
-    use_compilation_cache()
+    start_program()
     main("bahdanau2015", __doc__)

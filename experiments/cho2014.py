@@ -9,10 +9,8 @@ encoder-decoder with the context vector fed to every decoder step and to the out
 
 from paper import main
 
-from s2s_jax.compilation_cache import use_compilation_cache
-from s2s_jax.hugepages import reexec_with_huge_pages
+from s2s_jax.programs import start_program
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()
-    use_compilation_cache()
+    start_program()
     main("cho2014", __doc__)

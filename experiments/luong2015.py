@@ -10,10 +10,8 @@ attentional state and input feeding (preset ``luong2015``).
 
 from paper import main
 
-from s2s_jax.compilation_cache import use_compilation_cache
-from s2s_jax.hugepages import reexec_with_huge_pages
+from s2s_jax.programs import start_program
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()
-    use_compilation_cache()
+    start_program()
     main("luong2015", __doc__)

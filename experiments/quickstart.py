@@ -15,10 +15,9 @@ import sys
 import time
 
 from s2s_jax.cli import parse_config
-from s2s_jax.compilation_cache import use_compilation_cache
-from s2s_jax.hugepages import reexec_with_huge_pages
 from s2s_jax.loop import run
 from s2s_jax.plots import attention_examples
+from s2s_jax.programs import start_program
 from s2s_jax.summary import read_metrics
 
 
@@ -50,6 +49,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()
-    use_compilation_cache()
+    start_program()
     main()

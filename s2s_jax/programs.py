@@ -9,30 +9,30 @@ from __future__ import annotations
 from s2s_jax.hugepages import reexec_with_huge_pages
 
 
-def _use_compilation_cache() -> None:
+def start_program() -> None:
+    """What every program that runs XLA does first: re-execute with tuned malloc, then turn on
+    the persistent compilation cache (the experiment scripts call it too)."""
+    reexec_with_huge_pages()
     from s2s_jax.compilation_cache import use_compilation_cache
     use_compilation_cache()
 
 
 def train() -> None:
     """``s2s-train``: :func:`s2s_jax.cli.train_main`."""
-    reexec_with_huge_pages()
-    _use_compilation_cache()
+    start_program()
     from s2s_jax.cli import train_main
     train_main()
 
 
 def evaluate() -> None:
     """``s2s-eval``: :func:`s2s_jax.cli.eval_main`."""
-    reexec_with_huge_pages()
-    _use_compilation_cache()
+    start_program()
     from s2s_jax.cli import eval_main
     eval_main()
 
 
 def translate() -> None:
     """``s2s-translate``: :func:`s2s_jax.cli.translate_main`."""
-    reexec_with_huge_pages()
-    _use_compilation_cache()
+    start_program()
     from s2s_jax.cli import translate_main
     translate_main()

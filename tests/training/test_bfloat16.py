@@ -23,8 +23,8 @@ def bf16_run(tmp_path_factory):
     # gate gradients to bfloat16 as autocast does: halved from epoch 2.5 over 800 steps, seeds 0,
     # 1 and 2 ended at 1.0, 0.995 and 0.995 on test on an AMD Zen 3 (from epoch 5 over 1500 steps,
     # 0.995-1.0 there and on an Intel Xeon with AMX; wider models, 128 units and 64-wide
-    # embeddings, no better). One sentence in a hundred is
-    # the slack bfloat16 gets; a broken gradient loses far more.
+    # embeddings, no better). One sentence in a hundred is the slack bfloat16 gets; a broken
+    # gradient loses far more.
     cfg = copy_config().replace(model={"dtype": "bfloat16", "hidden_size": 96, "embed_dim": 32},
                                 train={"num_steps": 800, "lr_schedule": "halving", "halving_start_epoch": 2.5})
     run_optimised(cfg, workdir)
