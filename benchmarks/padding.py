@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """What a bucket layout costs a preset's data, counted, not timed: for the training split's
 first epoch and each evaluation split, the batches, their distinct shapes (one compiled
-program each) and the real tokens over the padded ones, as the pipeline plans them (the
-leftover pairs of small bucket pairs moved into the empty rows of larger ones) and, beside
-it, with every pair in its own bucket pair. The step's time grows with its padded length,
+program each) and the real tokens over the padded ones, as the pipeline plans them (for
+training, the leftover pairs of small bucket pairs moved into the empty rows of larger ones;
+for evaluation, the split sorted by length and cut into full batches) and, beside it, with
+every pair in its own bucket pair. The step's time grows with its padded length,
 so the padded source + target tokens of an epoch are its cost. Prints one JSON object.
 
     python -m benchmarks.padding --preset multi30k [--bucket-lengths 12 16 20 24 32 64]

@@ -16,6 +16,9 @@ batches, and shuffles the batches, so the order is a function of the seed. The
 iterator's state is ``{"epoch", "batch"}``; restoring it resumes at exactly
 the next batch. On several hosts every host builds the same plan and keeps
 its own slice of each batch's rows.
+
+Evaluation batches are cut from the split sorted by length instead
+(:func:`eval_plan`), each padded to the buckets of its longest pair.
 """
 
 from __future__ import annotations
@@ -102,21 +105,20 @@ def fill_empty_rows(groups: dict[tuple[int, int], list[int]], rows_of: Callable[
                 free -= left
 
 
-def make_plan(split: TokenizedSplit, cfg: DataConfig, *, rows: int | None = None, seed: int = 0, epoch: int = 0,
-              shuffle: bool = True, multiple: int = 1) -> list[PlannedBatch]:
-    """The batches of one pass over ``split``. ``rows`` fixes the batch size (evaluation);
-    otherwise :func:`rows_per_batch` decides. Without ``shuffle`` pairs are sorted by length."""
+def make_plan(split: TokenizedSplit, cfg: DataConfig, *, seed: int = 0, epoch: int = 0,
+              multiple: int = 1) -> list[PlannedBatch]:
+    """The shuffled training batches of one pass over ``split``, :func:`rows_per_batch` rows each."""
     buckets = cfg.bucket_lengths
     src_b = bucket_index(split.src_lengths, buckets)
     tgt_b = bucket_index(split.tgt_lengths + 1, buckets)
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(split)) if shuffle else np.lexsort((split.tgt_lengths, split.src_lengths))
+    order = rng.permutation(len(split))
     groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
     for i in order:
         groups[(src_b[i], tgt_b[i])].append(int(i))
 
     def rows_of(pair: tuple[int, int]) -> int:
-        return rows or rows_per_batch(cfg, buckets[pair[0]], buckets[pair[1]], multiple)
+        return rows_per_batch(cfg, buckets[pair[0]], buckets[pair[1]], multiple)
 
     fill_empty_rows(groups, rows_of)
     plan = []
@@ -128,9 +130,7 @@ def make_plan(split: TokenizedSplit, cfg: DataConfig, *, rows: int | None = None
             part = members[start:start + n]
             chunk[:len(part)] = part
             plan.append(PlannedBatch(chunk, src_len, tgt_len))
-    if shuffle:
-        plan = [plan[i] for i in rng.permutation(len(plan))]
-    return plan
+    return [plan[i] for i in rng.permutation(len(plan))]
 
 
 def collate(split: TokenizedSplit, planned: PlannedBatch, process_index: int = 0,
@@ -200,11 +200,25 @@ class BatchIterator:
 
 
 def eval_plan(split: TokenizedSplit, cfg: DataConfig, *, multiple: int = 1) -> list[PlannedBatch]:
-    """``split`` sorted by length into batches of ``eval_batch_size`` rows (rounded up to a
-    multiple of ``multiple``, and no more than the split needs)."""
+    """``split`` sorted by the longer of each pair's source and decoder steps, then its source,
+    and cut into batches of ``eval_batch_size`` rows (rounded up to a multiple of ``multiple``, and
+    no more than the split needs), each padded to the smallest buckets that hold its longest
+    source and its longest target. Only the last batch has empty rows: grouped by bucket pair as
+    for training, a small split left most of each pair's last batch empty, and an empty row costs
+    as much as a real one (BENCHMARKS.md, "Evaluation batches cut from the sorted split")."""
     rows = -(-cfg.eval_batch_size // multiple) * multiple
     rows = min(rows, -(-len(split) // multiple) * multiple) or multiple
-    return make_plan(split, cfg, rows=rows, shuffle=False)
+    buckets = np.asarray(cfg.bucket_lengths)
+    src, steps = split.src_lengths, split.tgt_lengths + 1
+    order = np.lexsort((src, np.maximum(src, steps)))
+    plan = []
+    for start in range(0, len(order), rows):
+        part = order[start:start + rows]
+        chunk = np.full((rows,), -1, np.int64)
+        chunk[:len(part)] = part
+        src_b, tgt_b = (int(buckets[bucket_index(lengths[part].max(), cfg.bucket_lengths)]) for lengths in (src, steps))
+        plan.append(PlannedBatch(chunk, src_b, tgt_b))
+    return plan
 
 
 def eval_batches(split: TokenizedSplit, cfg: DataConfig, *, limit: int = 0, multiple: int = 1,

@@ -1,7 +1,7 @@
 """The input pipeline against Python-loop references: every pair whole in exactly one
 batch per epoch, padded to its own bucket pair or to a larger pair's empty rows, token budgets
 kept, seeded order, exact resumption from the iterator state, per-process row slices,
-evaluation coverage."""
+evaluation batches cut from the sorted split."""
 
 from __future__ import annotations
 
@@ -164,6 +164,23 @@ def test_eval_batches_cover_every_pair_once(limit, multiple, eval_batch_size):
         assert len(batch["index"]) % multiple == 0
         assert len(batch["index"]) <= max(eval_batch_size, multiple) + multiple - 1
     assert sorted(seen) == list(range(limit or len(split)))
+
+
+@pytest.mark.parametrize("multiple", [1, 3])
+def test_eval_batches_are_the_split_sorted_by_length_and_padded_to_their_longest(multiple):
+    split = make_split()
+    batches = eval_batches(split, DataConfig(bucket_lengths=BUCKETS, eval_batch_size=17), multiple=multiple)
+    rows = 17 if multiple == 1 else 18  # rounded up for the devices
+    src = [len(x) for x in split.src]
+    steps = [len(y) + 1 for y in split.tgt]
+    order = sorted(range(len(split)), key=lambda i: (max(src[i], steps[i]), src[i]))  # a stable sort
+    assert len(batches) == -(-len(split) // rows)
+    for k, batch in enumerate(batches):
+        real = [int(i) for i in batch["index"] if i >= 0]
+        assert real == order[k * rows:(k + 1) * rows]  # only the last batch has empty rows
+        assert batch["src"].shape == (rows, smallest_bucket(max(src[i] for i in real)))
+        assert batch["tgt"].shape == (rows, smallest_bucket(max(steps[i] for i in real)) + 1)
+        check_batch(split, batch)
 
 
 def test_eval_batches_of_a_small_split_are_not_padded_to_the_batch_size():
