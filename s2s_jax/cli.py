@@ -3,6 +3,11 @@ generated from the dataclasses with the field's documentation as its help, so th
 fall behind the config.
 
 Errors a user can cause end in one line, ``PROG: error: ...``, exit status 2.
+
+The training loop and the plots are imported by their own commands: with them (TensorBoard's
+writer, and PyTorch with it where installed; matplotlib) every program took seconds longer to
+start, ``s2s-translate`` and ``s2s-eval`` included (BENCHMARKS.md, "Programs that start without
+the training loop").
 """
 
 from __future__ import annotations
@@ -25,10 +30,8 @@ from s2s_jax.data.text_files import decode_lines
 from s2s_jax.errors import UserError
 from s2s_jax.evaluation import evaluate_workdir
 from s2s_jax.fileio import atomic_open
-from s2s_jax.loop import run
-from s2s_jax.plots import plot_run
 from s2s_jax.presets import get_preset, list_presets
-from s2s_jax.summary import progress
+from s2s_jax.progress import progress
 from s2s_jax.translator import Translator
 
 # OSError: a path the user gave cannot be read or written.
@@ -151,6 +154,8 @@ def train_main(argv: Sequence[str] | None = None) -> None:
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workdir", required=True, help="run directory; an existing run there is resumed")
 
+    from s2s_jax.loop import run
+
     try:
         args, cfg = parse_config(prog, "Train a sequence-to-sequence model.", argv, add)
         _setup_logging(cfg.train.quiet, program=argv is None)
@@ -217,6 +222,8 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
     if args.examples < 0:
         parser.error(f"--examples must be >= 0, got {args.examples}")
     _setup_logging(program=argv is None)
+    from s2s_jax.plots import plot_run
+
     try:
         paths = plot_run(args.workdir, args.out, args.split, args.examples, args.checkpoint)
     except EXPECTED_ERRORS as e:

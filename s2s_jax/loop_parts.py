@@ -26,7 +26,8 @@ from s2s_jax.evaluation import evaluate
 from s2s_jax.fileio import atomic_write_text
 from s2s_jax.parallel import Parallel
 from s2s_jax.plots import attention_examples
-from s2s_jax.summary import MetricsWriter, progress
+from s2s_jax.progress import progress
+from s2s_jax.summary import MetricsWriter
 from s2s_jax.training import seeds as seeds_lib
 from s2s_jax.training.schedules import after_evaluation
 from s2s_jax.training.step import TrainState, create_train_state

@@ -6,7 +6,7 @@ TensorBoard event files in ``workdir/tensorboard/<split>/`` (written with
 tensorboardX, so TensorFlow is not needed), one run per split so that train and
 validation curves of a metric share a chart; evaluations add sample
 translations (text) and attention heatmaps (images). ``tensorboard --logdir
-WORKDIR`` shows them. Progress bars go to standard error.
+WORKDIR`` shows them. Progress bars are :mod:`s2s_jax.progress`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +23,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tensorboardX import SummaryWriter
-from tqdm import tqdm
 
 from s2s_jax.fileio import atomic_open, close_on_exit, read_text, storage_error
 
@@ -61,14 +59,6 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
         except ValueError:
             lines.pop()
     return [json.loads(line) for line in lines]
-
-
-def progress(total: int | None, desc: str, quiet: bool = False, initial: int = 0, unit: str = "step",
-             leave: bool = True) -> tqdm:
-    """A progress bar on standard error, live only on a terminal and when not ``quiet``
-    (a disabled bar accepts updates and prints nothing)."""
-    return tqdm(total=total, initial=initial, disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
-                dynamic_ncols=True, desc=desc, unit=unit, leave=leave)
 
 
 def figure_to_rgb(fig: Figure) -> np.ndarray:

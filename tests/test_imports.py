@@ -13,7 +13,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Lowest first. A module may import the modules of lower layers and, within its own unit, others
 # of that unit (acyclically).
 LAYERS = [
-    ("errors", "hugepages", "compilation_cache"),
+    ("errors", "hugepages", "compilation_cache", "progress"),
     ("config", "fileio"),
     ("presets", "precision", "vocab", "summary", "significance"),
     ("data",),
@@ -32,8 +32,12 @@ LAYERS = [
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 # Function-level imports allowed: a module built on an optional dependency that takes seconds to import,
-# and the programs' launcher, which imports the command line and JAX only once it has re-executed itself.
-LAZY = {("s2s_jax.data.sources", "s2s_jax.data.tfds_text"), ("s2s_jax.programs", "s2s_jax.cli"),
+# the commands that alone need the training loop or the plots (the others start seconds sooner), and
+# the programs' launcher, which imports the command line and JAX only once it has re-executed itself.
+LAZY = {("s2s_jax.data.sources", "s2s_jax.data.tfds_text"),
+        ("s2s_jax.cli", "s2s_jax.loop"), ("s2s_jax.cli", "s2s_jax.loop.run"),
+        ("s2s_jax.cli", "s2s_jax.plots"), ("s2s_jax.cli", "s2s_jax.plots.plot_run"),
+        ("s2s_jax.programs", "s2s_jax.cli"),
         ("s2s_jax.programs", "s2s_jax.cli.train_main"), ("s2s_jax.programs", "s2s_jax.cli.eval_main"),
         ("s2s_jax.programs", "s2s_jax.cli.translate_main"), ("s2s_jax.programs", "s2s_jax.compilation_cache"),
         ("s2s_jax.programs", "s2s_jax.compilation_cache.use_compilation_cache")}
@@ -108,6 +112,14 @@ def test_layers_import_only_downward_and_modules_form_no_cycle():
 
     for m in graph:
         visit(m)
+
+
+def test_the_decoding_commands_start_without_the_training_loop_and_its_writers():
+    heavy = ["s2s_jax.loop", "s2s_jax.summary", "s2s_jax.plots", "tensorboardX", "matplotlib", "torch"]
+    code = f"import sys, s2s_jax.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
+    assert out.strip() == "[]"
 
 
 def test_importing_the_package_loads_no_heavy_library():

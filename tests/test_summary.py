@@ -23,7 +23,8 @@ from s2s_jax.errors import StorageError
 from s2s_jax.loop import run
 from s2s_jax.loop_parts import EXAMPLES_PER_EVAL, RunResult
 from s2s_jax.plots import attention_examples
-from s2s_jax.summary import TENSORBOARD_DIR, TRANSLATIONS_TAG, MetricsWriter, examples_markdown, progress, read_metrics
+from s2s_jax.progress import progress
+from s2s_jax.summary import TENSORBOARD_DIR, TRANSLATIONS_TAG, MetricsWriter, examples_markdown, read_metrics
 
 pytestmark = pytest.mark.xdist_group("tiny_run")  # test_plot_cli.py reuses the run in the same worker
 
