@@ -1,6 +1,6 @@
 """The run's record: TensorBoard event files (read back with TensorBoard's own reader)
 agree with metrics.jsonl, hold sample translations and attention heatmaps at every
-evaluation, hide a resumed run's stale events; progress goes to stderr only."""
+evaluation, hide a resumed run's stale events; the loop's progress goes to stderr only."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from s2s_jax.errors import StorageError
 from s2s_jax.loop import run
 from s2s_jax.loop_parts import EXAMPLES_PER_EVAL, RunResult
 from s2s_jax.plots import attention_examples
-from s2s_jax.progress import progress
 from s2s_jax.summary import TENSORBOARD_DIR, TRANSLATIONS_TAG, MetricsWriter, examples_markdown, read_metrics
 
 pytestmark = pytest.mark.xdist_group("tiny_run")  # test_plot_cli.py reuses the run in the same worker
@@ -130,14 +129,6 @@ def test_loop_writes_progress_to_stderr_and_nothing_to_stdout(finished):
     assert finished.stdout == ""
     for bar in ("train:", "validation:", "test:"):
         assert bar in finished.stderr
-
-
-def test_progress_is_drawn_only_on_a_terminal_and_never_when_quiet(monkeypatch):
-    monkeypatch.setattr("sys.stderr", _Terminal())
-    assert not progress(10, "x").disable
-    assert progress(10, "x", quiet=True).disable
-    monkeypatch.setattr("sys.stderr", io.StringIO())
-    assert progress(10, "x").disable
 
 
 def test_resume_hides_events_past_the_restored_step(tmp_path):
