@@ -31,7 +31,8 @@ def use_compilation_cache(env: Mapping[str, str] = os.environ) -> str | None:
     """Turn on JAX's persistent compilation cache for this process, before it compiles anything,
     in :func:`default_cache_dir` with at most :data:`MAX_BYTES`, unless the caller chose a
     directory or turned the cache off. Returns the directory in use, None for none: a directory
-    that cannot be created leaves the cache off with a warning, and the program runs on."""
+    that cannot be created or written leaves the cache off with one warning (JAX would warn at
+    every program it failed to write), and the program runs on."""
     if not jax.config.jax_enable_compilation_cache:
         return None
     if jax.config.jax_compilation_cache_dir:
@@ -41,6 +42,9 @@ def use_compilation_cache(env: Mapping[str, str] = os.environ) -> str | None:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         logging.getLogger("s2s_jax").warning("Compiled programs are not cached: %s", e)
+        return None
+    if not os.access(path, os.W_OK | os.X_OK):
+        logging.getLogger("s2s_jax").warning("Compiled programs are not cached: %s cannot be written", path)
         return None
     jax.config.update("jax_compilation_cache_dir", path)
     if jax.config.jax_compilation_cache_max_size == -1:

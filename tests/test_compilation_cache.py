@@ -1,5 +1,6 @@
 """The programs' persistent compilation cache: the user's cache directory, the caller's choice
-stands, and a program compiled once is loaded, not compiled, with the same results."""
+stands, a directory that cannot be made or written leaves it off with one warning, and a program
+compiled once is loaded, not compiled, with the same results."""
 
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ def test_a_callers_directory_or_switch_stands(tmp_path, no_cache, caplog):
     assert jax.config.jax_compilation_cache_dir is None
     [message] = [r.getMessage() for r in caplog.records]
     assert message.startswith(f"Compiled programs are not cached: [Errno 20] Not a directory: '{tmp_path / 'file'}")
+
+
+def test_a_directory_that_cannot_be_written_leaves_the_cache_off(tmp_path, no_cache, caplog, monkeypatch):
+    path = tmp_path / "s2s_jax" / "xla"
+    path.mkdir(parents=True)
+    # os.access as it answers an unprivileged user for a read-only directory (the tests may run
+    # as root, who may write anywhere).
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    assert use_compilation_cache({"XDG_CACHE_HOME": str(tmp_path)}) is None
+    assert jax.config.jax_compilation_cache_dir is None
+    assert [r.getMessage() for r in caplog.records] == [f"Compiled programs are not cached: {path} cannot be written"]
 
 
 def test_a_program_compiled_once_is_loaded_from_the_cache(tmp_path, no_cache):
