@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import jax
 
+log = logging.getLogger("s2s_jax")
+
 MAX_BYTES = 2 << 30  # least recently used programs are removed beyond this
 
 
@@ -41,10 +43,10 @@ def use_compilation_cache(env: Mapping[str, str] = os.environ) -> str | None:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
-        logging.getLogger("s2s_jax").warning("Compiled programs are not cached: %s", e)
+        log.warning("Compiled programs are not cached: %s", e)
         return None
     if not os.access(path, os.W_OK | os.X_OK):
-        logging.getLogger("s2s_jax").warning("Compiled programs are not cached: %s cannot be written", path)
+        log.warning("Compiled programs are not cached: %s cannot be written", path)
         return None
     jax.config.update("jax_compilation_cache_dir", path)
     if jax.config.jax_compilation_cache_max_size == -1:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -114,21 +115,25 @@ def test_layers_import_only_downward_and_modules_form_no_cycle():
         visit(m)
 
 
+def run_python(code: str) -> str:
+    """The standard output of ``code`` in a new interpreter (on the CPU)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
+
+
+def loaded_by(statement: str, modules: list[str]) -> list[str]:
+    """Those of ``modules`` that a new interpreter has loaded after ``statement``."""
+    code = f"import json, sys; {statement}; print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    return json.loads(run_python(code))
+
+
 def test_the_decoding_commands_start_without_the_training_loop_and_its_writers():
     heavy = ["s2s_jax.loop", "s2s_jax.summary", "s2s_jax.plots", "tensorboardX", "matplotlib", "torch"]
-    code = f"import sys, s2s_jax.cli; print([m for m in {heavy!r} if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
-    assert out.strip() == "[]"
+    assert loaded_by("import s2s_jax.cli", heavy) == []
 
 
 def test_importing_the_package_loads_no_heavy_library():
     heavy = ["orbax.checkpoint", "sacrebleu", "matplotlib", "tensorboardX", "grain", "tensorflow_datasets"]
-    code = f"import sys, s2s_jax; print([m for m in {heavy!r} if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
-    assert out.strip() == "[]"
+    assert loaded_by("import s2s_jax", heavy) == []
     code = "import s2s_jax as s2s; print(s2s.restore.__module__, s2s.Translator.__module__, s2s.load_data.__module__)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
-    assert out.split() == ["s2s_jax.checkpoint", "s2s_jax.translator", "s2s_jax.data.pipeline"]
+    assert run_python(code).split() == ["s2s_jax.checkpoint", "s2s_jax.translator", "s2s_jax.data.pipeline"]
