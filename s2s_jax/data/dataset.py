@@ -35,6 +35,11 @@ class TokenizedSplit:
     def __len__(self) -> int:
         return len(self.src)
 
+    def __repr__(self) -> str:
+        # Short: grain names a map transform by its repr, and the default one printed every array
+        # of the split, several seconds at the start of each epoch (BENCHMARKS.md).
+        return f"TokenizedSplit({self.name!r}, {len(self)} pairs, dropped={self.dropped}, truncated={self.truncated})"
+
     @property
     def src_lengths(self) -> np.ndarray:
         return np.array([len(x) for x in self.src], np.int32)
