@@ -1,7 +1,7 @@
 """The input pipeline against Python-loop references: every pair whole in exactly one
 batch per epoch, padded to its own bucket pair or to a larger pair's empty rows, token budgets
-kept, seeded order, exact resumption from the iterator state, per-process row slices,
-evaluation batches cut from the sorted split."""
+kept, seeded order, exact resumption from the iterator state, an epoch started without formatting
+the split, per-process row slices, evaluation batches cut from the sorted split."""
 
 from __future__ import annotations
 
