@@ -9,6 +9,7 @@ import pytest
 import s2s_jax as s2s
 from s2s_jax.config import Config, ModelConfig, config_diff
 from s2s_jax.errors import ConfigError
+from s2s_jax.training.schedules import learning_rate_schedule
 
 
 @pytest.mark.parametrize("name", s2s.list_presets())
@@ -52,6 +53,18 @@ def test_unknown_and_mistyped_json_fields_are_named():
 def test_unknown_preset_is_named():
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         s2s.get_preset("nope")
+
+
+def test_multi30k_short_trains_the_multi30k_model_on_a_shorter_schedule():
+    short, full = s2s.get_preset("multi30k_short"), s2s.get_preset("multi30k")
+    assert sorted(config_diff(full, short)) == ["data.batch_size", "name", "train.checkpoint_every",
+                                                "train.eval_every", "train.halving_start_epoch", "train.num_epochs"]
+    assert short.model == full.model
+    # Multi30k's 29,000 training pairs make 456 batches of 64: halved after 1.5 epochs, then every half.
+    lr = learning_rate_schedule(short.train, steps_per_epoch=456)
+    assert [float(lr(s)) for s in (0, 683, 684, 911, 912, 1139)] == pytest.approx(
+        [2e-3, 2e-3, 1e-3, 1e-3, 5e-4, 5e-4])
+    assert short.train.eval_every == short.train.checkpoint_every == 456
 
 
 def test_replace_and_diff():
