@@ -131,13 +131,14 @@ def multi30k_short() -> Config:
     batches of 64 sentences, twice the updates an epoch at about the same tokens a second, and
     2.5 epochs, the learning rate halved after the first 1.5 and again after 2 (a short
     Sutskever et al. 2014 schedule). On a 2-core AMD Zen 3 in float32, its programs already in
-    the compilation cache, it ends in 14.6 minutes at test2016 BLEU 37.6 with beam 5, past
-    JoeyNMT's 37.4 after 60; 128 sentences a batch reached 34.9 in 15 minutes. A first run
-    compiles for about 2.5 of them (EXPERIMENTS.md, "A 15-minute budget")."""
+    the compilation cache, it ends in 14.6-14.8 minutes at test2016 BLEU 37.6 and 38.0 with beam
+    5 (two seeds), past JoeyNMT's 37.4 after 60; 128 sentences a batch reached 34.9 in 15
+    minutes. A first run compiles for about 2.5 of them (EXPERIMENTS.md, "A 15-minute budget")."""
     base = multi30k()
-    return base.replace(name="multi30k_short", data={"batch_size": 64},
-                        train={"num_epochs": 2.5, "halving_start_epoch": 1.5, "eval_every": 456,
-                               "checkpoint_every": 456})
+    epoch = 2 * base.train.eval_every  # half the batch: twice the steps an epoch
+    return base.replace(name="multi30k_short", data={"batch_size": base.data.batch_size // 2},
+                        train={"num_epochs": 2.5, "halving_start_epoch": 1.5, "eval_every": epoch,
+                               "checkpoint_every": epoch})
 
 
 @preset
